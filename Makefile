@@ -1,0 +1,88 @@
+# parlua: make builds into build/; make run, make test and make bench
+# install what is missing first (scripts/deps.sh).
+
+LUA_PC   ?= lua5.4
+LUA      ?= lua5.4
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+B        := build
+
+LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA_PC))
+LUA_LIBS    = $(shell pkg-config --libs $(LUA_PC))
+PAR_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC $(LUA_CFLAGS) -Iruntime
+SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+
+MODULE_SRC := runtime/buffer.c runtime/codec.c runtime/frame.c runtime/proc.c runtime/options.c \
+              runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
+              runtime/spawn.c runtime/channel.c runtime/lpar.c
+LUALIB_SRC := $(wildcard lualib/*.lua)
+HEADERS    := $(wildcard runtime/*.h)
+MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
+
+BUSTED     ?= $(shell command -v busted)
+
+.PHONY: all run test check check-c check-lua check-san bench deps clean
+
+all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
+
+$(B)/obj/%.o: runtime/%.c $(HEADERS) | $(B)/obj
+	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/lualib.c: scripts/embed.lua $(LUALIB_SRC) | $(B)/obj
+	$(LUA) scripts/embed.lua $(LUALIB_SRC) > $@
+
+$(B)/obj/lualib.o: $(B)/lualib.c
+	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/libparlua.a: $(MODULE_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(B)/par.so: $(MODULE_OBJ)
+	$(CC) -shared $(CFLAGS) $^ -o $@
+
+$(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
+	$(CC) $(CFLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+
+$(B)/obj:
+	mkdir -p $@
+
+# --- tests -----------------------------------------------------------------
+
+$(B)/codec_test: tests/codec_test.c $(MODULE_OBJ)
+	$(CC) $(PAR_CFLAGS) $(CFLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+
+$(B)/san/codec_test: tests/codec_test.c runtime/buffer.c runtime/codec.c
+	mkdir -p $(B)/san
+	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+
+check-c: $(B)/codec_test $(B)/san/codec_test
+	$(B)/codec_test
+	$(B)/san/codec_test
+
+check-lua: all
+	PARLUA_LUA=$(B)/parlua $(B)/parlua $(BUSTED) tests
+	PARLUA_LUA=$(LUA) LUA_CPATH='$(B)/?.so;;' $(LUA) $(BUSTED) tests
+
+check: check-c check-lua
+
+test: deps-test
+	$(MAKE) all
+	$(MAKE) check
+
+run: deps
+	$(MAKE) all
+	$(B)/parlua examples/quickstart.lua
+
+bench: deps-bench
+	$(MAKE) all
+	$(B)/parlua bench/run.lua
+
+deps:
+	scripts/deps.sh build
+deps-test:
+	scripts/deps.sh test
+deps-bench:
+	scripts/deps.sh bench
+
+clean:
+	rm -rf $(B)

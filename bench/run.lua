@@ -1,0 +1,387 @@
+-- bench/run.lua: what `make bench` runs (build/parlua bench/run.lua).
+-- Times par.map next to a plain Lua loop and next to Python's
+-- multiprocessing.Pool (bench/pool_bench.py) on this machine, then prints
+-- one table with the ratios and whether each goal was met.
+-- See bench/README.md for what each workload measures.
+
+local HERE = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
+local WORKERS = par.workers()
+local CPU_TARGET_MS = 4     -- one CPU-bound item aims at this many ms
+local BIG_LEN = 2000000     -- integers in each result of the "big" workload
+
+---------------------------------------------------------------------------
+-- small helpers
+
+local function progress(fmt, ...)
+  io.stderr:write(fmt:format(...), "\n")
+end
+
+local function median(xs)
+  table.sort(xs)
+  local n = #xs
+  if n % 2 == 1 then return xs[(n + 1) // 2] end
+  return (xs[n // 2] + xs[n // 2 + 1]) / 2
+end
+
+-- Runs fn once and returns the elapsed milliseconds (and fn's result).
+local function time_ms(fn)
+  collectgarbage("collect")
+  local start = par.now()
+  local result = fn()
+  return (par.now() - start) * 1000, result
+end
+
+-- The median of 'reps' timings of fn, and the result of the last run.
+local function median_ms(fn, reps)
+  local times, result = {}, nil
+  for i = 1, reps do
+    times[i], result = time_ms(fn)
+  end
+  return median(times), result
+end
+
+local function range(n)
+  local xs = {}
+  for i = 1, n do xs[i] = i end
+  return xs
+end
+
+local function plain_map(fn, xs)
+  local out = {}
+  for i = 1, #xs do out[i] = fn(xs[i]) end
+  return out
+end
+
+-- True when two values look alike; lists are compared by length and their
+-- first and last elements, which is enough to catch a broken run.
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  return #a == #b and same(a[1], b[1]) and same(a[#a], b[#b])
+end
+
+-- Warns (without stopping) when par.map's result is not what the plain loop gives.
+local function check(name, got, want)
+  if not same(got, want) then
+    progress("WARNING: %s: par.map gave a different result than the plain loop", name)
+  end
+end
+
+local function shell_quote(s)
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
+-- First line of a command's output, or nil.
+local function command_line(cmd)
+  local p = io.popen(cmd .. " 2>/dev/null")
+  if not p then return nil end
+  local line = p:read("l")
+  p:close()
+  return line
+end
+
+local function cpu_model()
+  local f = io.open("/proc/cpuinfo", "r")
+  if not f then return "unknown" end
+  for line in f:lines() do
+    local model = line:match("^model name%s*:%s*(.-)%s*$")
+    if model then f:close() return model end
+  end
+  f:close()
+  return "unknown"
+end
+
+---------------------------------------------------------------------------
+-- Python's side: bench/pool_bench.py prints one JSON object per workload.
+
+local function python_bench(workload, reps, size)
+  local cmd = ("python3 %s %s --workers %d --reps %d"):format(
+    shell_quote(HERE .. "/pool_bench.py"), workload, WORKERS, reps)
+  if size then cmd = cmd .. " --size " .. size end
+  local p = io.popen(cmd, "r")
+  if not p then return nil end
+  local out = p:read("a")
+  local ok = p:close()
+  if not ok or out == "" then
+    progress("  python3 failed for %s (is python3 on PATH?)", workload)
+    return nil
+  end
+  local decoded_ok, result = pcall(par.decode, out)
+  if not decoded_ok or type(result) ~= "table" then
+    progress("  cannot read pool_bench.py output for %s: %s", workload, out)
+    return nil
+  end
+  return result
+end
+
+---------------------------------------------------------------------------
+-- the functions the workers run
+
+local function trivial(x) return x end
+
+local function double(x) return x * 2 end
+
+-- The CPU-bound item: the same integer loop as spin() in pool_bench.py.
+local function spin(n)
+  local s = 0
+  for i = 1, n do s = (s + i * i) % 1000003 end
+  return s
+end
+
+local function big_list(k)
+  local t = {}
+  for i = 1, BIG_LEN do t[i] = k + i end
+  return t
+end
+
+-- The loop count that makes one spin() call take about CPU_TARGET_MS.
+local function calibrate_spin()
+  local probe = 500000
+  local ms = median_ms(function() return spin(probe) end, 5)
+  return math.max(1, math.floor(probe * CPU_TARGET_MS / math.max(ms, 1e-6)))
+end
+
+---------------------------------------------------------------------------
+-- workloads: each returns a row for the table
+
+-- Fills in the Python columns of a row.
+local function add_python(row, py)
+  if py then
+    row.py_loop_ms = py.loop_ms
+    row.pool_ms = py.pool_ms
+    row.py_notes = py.notes
+  end
+  return row
+end
+
+local function bench_startup()
+  local reps = 21
+  local items = {1, 2}
+  local lua_ms = median_ms(function() return plain_map(trivial, items) end, reps)
+  local par_ms, got = median_ms(function() return par.map(trivial, items) end, reps)
+  check("startup", got, items)
+  return add_python({
+    name = "startup: 2 items, pool included", lua_ms = lua_ms, par_ms = par_ms,
+    goal = 20, goal_of = "pool",
+  }, python_bench("startup", 11))
+end
+
+local function bench_tiny()
+  local reps, n = 5, 1000000
+  local xs = range(n)
+  local lua_ms, want = median_ms(function() return plain_map(double, xs) end, reps)
+  local par_ms, got = median_ms(function() return par.map(double, xs) end, reps)
+  check("tiny", got, want)
+  return add_python({
+    name = "1M tiny items (x*2)", lua_ms = lua_ms, par_ms = par_ms,
+    goal = 5, goal_of = "pool",
+  }, python_bench("tiny", reps, n))
+end
+
+local function bench_chunk1()
+  local reps, n = 5, 20000
+  local xs = range(n)
+  local lua_ms, want = median_ms(function() return plain_map(double, xs) end, reps)
+  local par_ms, got = median_ms(function() return par.map(double, xs, {chunk = 1}) end, reps)
+  check("chunk1", got, want)
+  return add_python({
+    name = "20k tiny items, chunk=1", lua_ms = lua_ms, par_ms = par_ms,
+    goal = 5, goal_of = "pool",
+  }, python_bench("chunk1", reps, n))
+end
+
+local function bench_cpu()
+  local reps, n = 5, 200
+  local loops = calibrate_spin()
+  local xs = {}
+  for i = 1, n do xs[i] = loops end
+  local lua_ms, want = median_ms(function() return plain_map(spin, xs) end, reps)
+  local par_ms, got = median_ms(function() return par.map(spin, xs) end, reps)
+  check("cpu", got, want)
+  return add_python({
+    name = ("200 CPU items (~%d ms each)"):format(CPU_TARGET_MS),
+    lua_ms = lua_ms, par_ms = par_ms,
+    goal = 1.85, goal_of = "lua", loops = loops, items = n,
+  }, python_bench("cpu", reps, n))
+end
+
+local function bench_big()
+  local reps = 5
+  local ks = {0, 1}
+  local lua_ms, want = median_ms(function() return plain_map(big_list, ks) end, reps)
+  local par_ms, got = median_ms(function() return par.map(big_list, ks) end, reps)
+  check("big", got, want)
+  return add_python({
+    name = "2 results of 2M ints each", lua_ms = lua_ms, par_ms = par_ms,
+    goal = 3, goal_of = "pool",
+  }, python_bench("big", reps))
+end
+
+-- Rows {name=, par_ms=, cjson_ms=} from bench/codec_bench.lua, or nil and why.
+local function codec_rows()
+  local chunk, err = loadfile(HERE .. "/codec_bench.lua")
+  if not chunk then return nil, err end
+  local ok, value = pcall(chunk)
+  if not ok then return nil, value end
+  if type(value) == "table" and type(value.run) == "function" then value = value.run end
+  if type(value) == "function" then
+    ok, value = pcall(value)
+    if not ok then return nil, value end
+  end
+  if type(value) ~= "table" then return nil, "codec_bench.lua returned no rows" end
+  return value
+end
+
+---------------------------------------------------------------------------
+-- printing
+
+local function fmt_ms(ms)
+  if ms == nil then return "n/a" end
+  if ms >= 100 then return ("%.0f ms"):format(ms) end
+  if ms >= 10 then return ("%.1f ms"):format(ms) end
+  if ms >= 0.1 then return ("%.2f ms"):format(ms) end
+  return ("%.4f ms"):format(ms)
+end
+
+local function fmt_count(n)
+  if n == nil then return "n/a" end
+  return ("%.0f"):format(n)
+end
+
+local function fmt_ratio(r)
+  if r == nil then return "n/a" end
+  if r >= 10 then return ("%.1fx"):format(r) end
+  return ("%.2fx"):format(r)
+end
+
+local function ratio(slow, fast)
+  if slow == nil or fast == nil or fast <= 0 then return nil end
+  return slow / fast
+end
+
+-- The ratio a row's goal is judged on: par vs Pool, or par vs the plain Lua loop.
+local function goal_ratio(row)
+  if row.goal_of == "lua" then return ratio(row.lua_ms, row.par_ms) end
+  return ratio(row.pool_ms, row.par_ms)
+end
+
+local function goal_text(row)
+  if row.goal_of == "lua" then return ("%sx vs Lua"):format(row.goal) end
+  return ("%sx vs Pool"):format(row.goal)
+end
+
+local function met_text(row)
+  local r = goal_ratio(row)
+  if r == nil then return "n/a" end
+  return r >= row.goal and "met" or "NOT met"
+end
+
+-- Prints rows of strings as a table; the first row is the header.
+local function print_table(lines)
+  local widths = {}
+  for _, cells in ipairs(lines) do
+    for i, cell in ipairs(cells) do
+      widths[i] = math.max(widths[i] or 0, #cell)
+    end
+  end
+  for n, cells in ipairs(lines) do
+    local out = {}
+    for i, cell in ipairs(cells) do
+      local pad = (" "):rep(widths[i] - #cell)
+      out[i] = i == 1 and cell .. pad or pad .. cell
+    end
+    print("| " .. table.concat(out, " | ") .. " |")
+    if n == 1 then
+      local rule = {}
+      for i = 1, #widths do rule[i] = ("-"):rep(widths[i]) end
+      print("|-" .. table.concat(rule, "-|-") .. "-|")
+    end
+  end
+end
+
+local function print_header()
+  print("parlua benchmark (make bench)")
+  print("date:    " .. os.date("%Y-%m-%d %H:%M:%S %z"))
+  print("system:  " .. (command_line("uname -srm") or "unknown"))
+  print("cpu:     " .. cpu_model())
+  print("workers: " .. WORKERS .. " (par.workers(); Pool uses the same count)")
+  print("lua:     " .. _VERSION .. ", " .. tostring(par._VERSION))
+  print("python:  " .. (command_line("python3 --version 2>&1") or "not found"))
+  print("times are medians of several repetitions; see bench/README.md")
+  print()
+end
+
+local function print_results(rows)
+  local lines = {{"workload", "plain Lua", "par", "Python loop", "Pool",
+                  "par vs Pool", "goal", "met"}}
+  for _, row in ipairs(rows) do
+    -- the CPU-bound items differ between the languages: no par vs Pool there
+    local vs_pool = row.goal_of == "lua" and "-" or fmt_ratio(ratio(row.pool_ms, row.par_ms))
+    lines[#lines + 1] = {
+      row.name, fmt_ms(row.lua_ms), fmt_ms(row.par_ms), fmt_ms(row.py_loop_ms),
+      fmt_ms(row.pool_ms), vs_pool, goal_text(row), met_text(row),
+    }
+  end
+  print_table(lines)
+end
+
+local function print_speedups(row)
+  print()
+  print(("CPU-bound speed-up with %d workers: par over plain Lua %s, Pool over Python loop %s")
+    :format(WORKERS, fmt_ratio(ratio(row.lua_ms, row.par_ms)),
+            fmt_ratio(ratio(row.py_loop_ms, row.pool_ms))))
+  local py = row.py_notes
+  print(("  (Lua: loop count %s, %s/item; Python: loop count %s, %s/item)"):format(
+    fmt_count(row.loops), fmt_ms(row.lua_ms / row.items),
+    fmt_count(py and py.loop_count), fmt_ms(py and py.item_ms)))
+end
+
+local function print_goals(rows)
+  print()
+  for _, row in ipairs(rows) do
+    local than = row.goal_of == "lua" and "the plain Lua loop" or "Pool"
+    print(("goal %sx (%s, par vs %s): %s (got %s)"):format(
+      row.goal, row.name, than, met_text(row), fmt_ratio(goal_ratio(row))))
+  end
+end
+
+local function print_codec(rows, err)
+  print()
+  print("codec: par.encode/par.decode vs cjson (bench/codec_bench.lua, best of its runs, CPU time)")
+  if not rows then
+    print("  not run: " .. tostring(err))
+    return
+  end
+  local lines = {{"case", "par", "cjson", "par vs cjson"}}
+  for _, row in ipairs(rows) do
+    lines[#lines + 1] = {tostring(row.name), fmt_ms(row.par_ms), fmt_ms(row.cjson_ms),
+                         fmt_ratio(ratio(row.cjson_ms, row.par_ms))}
+  end
+  print_table(lines)
+  print("(par vs cjson above 1x means par is faster)")
+end
+
+---------------------------------------------------------------------------
+
+local function main()
+  io.stdout:setvbuf("line")
+  print_header()
+  local rows = {}
+  local workloads = {
+    {"startup", bench_startup}, {"1M tiny items", bench_tiny},
+    {"20k items chunk=1", bench_chunk1}, {"CPU-bound items", bench_cpu},
+    {"big results", bench_big},
+  }
+  for _, w in ipairs(workloads) do
+    progress("running %s ...", w[1])
+    rows[#rows + 1] = w[2]()
+  end
+  progress("running codec ...")
+  local codec, codec_err = codec_rows()
+
+  print_results(rows)
+  print_speedups(rows[4])
+  print_goals(rows)
+  print_codec(codec, codec_err)
+end
+
+main()

@@ -1,0 +1,87 @@
+-- The Lua half of the par module: the error type, par.imap and
+-- par.pipeline, and the public table. Receives from luaopen_par the C
+-- functions, the error metatable and a loader of the other built-in parts.
+local core, Error, load_part = ...
+
+Error.__name = "par.Error"
+Error.__index = Error
+
+function Error:__tostring()
+  local where = self.index and (" item " .. self.index) or ""
+  local head
+  if self.kind == "error" then
+    head = ("%s:%s failed: %s"):format(self.fn, where, self.message)
+  else
+    head = ("%s:%s %s: %s"):format(self.fn, where, self.kind, self.message)
+  end
+  if self.traceback and self.traceback ~= "" then
+    return head .. "\nworker " .. self.traceback
+  end
+  return head
+end
+
+local par = {
+  Error = Error,
+  _VERSION = "parlua 0.1.0",
+}
+for name, fn in pairs(core) do par[name] = fn end
+
+local function is_callable(f)
+  if type(f) == "function" then return true end
+  local mt = getmetatable(f)
+  return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- A source as a function returning the next item, or nothing at the end;
+-- a list becomes its indices, so its items reach workers through the fork.
+local function source_items(source)
+  if type(source) == "table" then
+    local i, n = 0, rawlen(source)
+    return function()
+      if i < n then i = i + 1; return true, i end
+    end, true
+  end
+  return function()
+    local item = source()
+    if item ~= nil then return true, item end
+  end, false
+end
+
+-- par.imap(fn, source [, opts]) -> iterator: results as they are ready,
+-- with bounded look-ahead, for `for i, result[, err] in par.imap(...)`.
+function par.imap(fn, source, opts)
+  if not is_callable(fn) then
+    error(("bad argument #1 to 'imap' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  if type(source) ~= "table" and type(source) ~= "function" then
+    error(("bad argument #2 to 'imap' (table or function expected, got %s)"):format(type(source)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #3 to 'imap' (table expected, got %s)"):format(type(opts)), 2)
+  end
+  local qopts = {}
+  for k, v in pairs(opts or {}) do qopts[k] = v end
+  if qopts.ordered == nil then qopts.ordered = true end
+  local next_item, is_list = source_items(source)
+  local work = fn
+  if is_list then
+    local list = source
+    work = function(i) return fn(list[i]) end
+  end
+  local q = core.queue(work, qopts, "par.imap")
+  local limit = q:capacity()
+  local exhausted = false
+  local function step()
+    while not exhausted and q:pending() < limit do
+      local more, item = next_item()
+      if more then q:push(item) else exhausted = true; q:close() end
+    end
+    return q:pop()
+  end
+  -- the queue is the loop's closing value: a break stops the workers at once
+  return step, nil, nil, q
+end
+
+par.pipeline = load_part("pipeline")(par)
+
+return par

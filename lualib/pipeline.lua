@@ -1,0 +1,69 @@
+-- par.pipeline: read -> transform in parallel -> aggregate, as a chain of
+-- stages that stream into each other. Each stage is a par.imap over the
+-- stage before it, so every stage has its own workers and memory stays
+-- bounded by the stages' capacities, however long the source.
+local par = ...
+
+local Pipeline = {}
+Pipeline.__index = Pipeline
+Pipeline.__name = "par.Pipeline"
+
+-- Adds a parallel stage: fn runs on every item in a worker; a nil result
+-- drops the item. opts as for par.imap (workers, init, capacity, ordered).
+function Pipeline:map(fn, opts)
+  local stages = {table.unpack(self.stages)}
+  stages[#stages + 1] = {fn = fn, opts = opts}
+  return setmetatable({source = self.source, stages = stages}, Pipeline)
+end
+
+-- Items of a stage's output, skipping dropped (nil) results.
+local function values_of(iter, state, control, closing)
+  return function()
+    while true do
+      local id, value = iter(state, control)
+      if id == nil then return nil end
+      if value ~= nil then return value end
+    end
+  end, closing
+end
+
+-- Iterates over the last stage's results: for value in p:run() do ... end.
+-- Results keep source order unless a stage says ordered = false.
+function Pipeline:run()
+  local upstream = self.source
+  local queues = {}
+  for _, stage in ipairs(self.stages) do
+    local iter, state, control, q = par.imap(stage.fn, upstream, stage.opts)
+    queues[#queues + 1] = q
+    upstream = values_of(iter, state, control, q)
+  end
+  if type(upstream) == "table" then -- no stages: the list itself
+    local list, i = upstream, 0
+    upstream = function() i = i + 1; return list[i] end
+  end
+  -- leaving the loop early (break, error) stops every stage's workers
+  local closer = setmetatable({}, {__close = function()
+    for i = #queues, 1, -1 do getmetatable(queues[i]).__close(queues[i]) end
+  end})
+  return upstream, nil, nil, closer
+end
+
+-- Folds the results with fn(acc, value) in the parent.
+function Pipeline:reduce(fn, acc)
+  for value in self:run() do acc = fn(acc, value) end
+  return acc
+end
+
+-- All results in a list.
+function Pipeline:collect()
+  local out = {}
+  for value in self:run() do out[#out + 1] = value end
+  return out
+end
+
+return function(source)
+  if type(source) ~= "table" and type(source) ~= "function" then
+    error(("bad argument #1 to 'pipeline' (table or function expected, got %s)"):format(type(source)), 2)
+  end
+  return setmetatable({source = source, stages = {}}, Pipeline)
+end

@@ -1,0 +1,33 @@
+/* The module's Lua-facing functions and the error values they raise. */
+#ifndef PARLUA_LPAR_H
+#define PARLUA_LPAR_H
+
+#include <lua.h>
+
+#include "buffer.h"
+
+#define PAR_ERROR_METATABLE "par.Error"
+
+/*
+** Makes the table on top of the stack (with 'message' and maybe
+** 'traceback' and 'value') a par error: sets fn, index (unless 0) and kind,
+** and the metatable whose __tostring names all three.
+*/
+void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char *kind);
+
+/* Pushes a new par error whose message is formatted as by lua_pushfstring. */
+void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char *kind,
+                    const char *fmt, ...);
+
+/* Raises a bad argument error unless the value at arg can be called. */
+void par_check_callable(lua_State *L, int arg);
+
+/* Pushes an empty Buffer marked to-be-closed: freed however the call ends. */
+Buffer *par_push_buffer(lua_State *L);
+
+int par_map(lua_State *L);     /* map.c */
+int par_queue(lua_State *L);   /* queue.c */
+int par_spawn(lua_State *L);   /* spawn.c */
+int par_channel(lua_State *L); /* channel.c */
+
+#endif

@@ -1,0 +1,26 @@
+/* The opts table shared by par.map and friends: read, checked, defaulted. */
+#ifndef PARLUA_OPTIONS_H
+#define PARLUA_OPTIONS_H
+
+#include <lua.h>
+
+typedef struct ParOptions {
+  int workers;       /* 0: the default for this call */
+  lua_Integer chunk; /* 0: automatic */
+  int collect;       /* on_error = "collect" */
+  int init;          /* stack index of the init function, 0 when none */
+  lua_Integer capacity; /* 0: the default */
+  int ordered;       /* -1: not given, else 0 or 1 */
+} ParOptions;
+
+/*
+** Reads the options table at stack index 'arg' (nil or none: defaults).
+** 'allowed' lists the option names this function takes, NULL-terminated.
+** Any other name, or a bad value, raises "bad argument #arg to ...".
+*/
+void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions *o);
+
+/* The worker count when none was asked for: the CPUs here, or 1 inside a worker. */
+int options_default_workers(void);
+
+#endif

@@ -1,0 +1,18 @@
+/*
+** parlua: parallel map for Lua 5.4 over forked workers.
+** Public interface for applications that embed Lua.
+*/
+#ifndef PARLUA_H
+#define PARLUA_H
+
+#include <lua.h>
+
+#define PARLUA_VERSION "parlua 0.1.0"
+
+/* Opens the module and returns it on the stack, like any luaopen_ function. */
+int luaopen_par(lua_State *L);
+
+/* Registers "par" in package.preload and sets the global 'par'. */
+void parlua_openlib(lua_State *L);
+
+#endif

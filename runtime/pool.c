@@ -1,0 +1,180 @@
+#include <errno.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "pool.h"
+#include "proc.h"
+
+#define POOL_METATABLE "par.Pool"
+
+int64_t par_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int pool_gc(lua_State *L) {
+  Pool *p = luaL_checkudata(L, 1, POOL_METATABLE);
+  int k;
+  pool_close(p, 1);
+  for (k = 0; k < p->size; k++) reader_free(&p->workers[k].in);
+  if (p->progress != NULL) {
+    munmap(p->progress, (size_t)p->size * sizeof(Progress));
+    p->progress = NULL;
+  }
+  return 0;
+}
+
+Pool *pool_new(lua_State *L, int size) {
+  size_t n = (size_t)size;
+  size_t bytes = sizeof(Pool) + n * (sizeof(Worker) + sizeof(struct pollfd) + sizeof(int));
+  Pool *p = lua_newuserdatauv(L, bytes, 0);
+  void *shared;
+  memset(p, 0, bytes);
+  p->size = size;
+  p->workers = (Worker *)(p + 1);
+  p->fds = (struct pollfd *)(p->workers + n);
+  p->polled = (int *)(p->fds + n);
+  if (luaL_newmetatable(L, POOL_METATABLE)) {
+    lua_pushcfunction(L, pool_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, pool_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+  shared = mmap(NULL, (size_t)size * sizeof(Progress), PROT_READ | PROT_WRITE,
+                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (shared == MAP_FAILED) luaL_error(L, "cannot map worker progress: %s", strerror(errno));
+  p->progress = shared;
+  return p;
+}
+
+/* Makes the command socket and result pipe of a new worker. */
+static int open_channels(int cmd[2], int res[2]) {
+  if (proc_socketpair(cmd) != 0) return -1;
+  if (proc_pipe(res) != 0) {
+    close(cmd[0]);
+    close(cmd[1]);
+    return -1;
+  }
+  if (proc_keep_private(cmd[0]) != 0 || proc_keep_private(res[0]) != 0) {
+    proc_close(cmd[0]);
+    proc_close(res[0]);
+    close(cmd[1]);
+    close(res[1]);
+    errno = ENOMEM;
+    return -1;
+  }
+  return 0;
+}
+
+int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
+  Worker *w = &p->workers[k];
+  int cmd[2], res[2];
+  pid_t pid;
+  if (open_channels(cmd, res) != 0) return -1;
+  pid = proc_fork();
+  if (pid == 0) {
+    p->progress[k].item = 0;
+    main(L, cmd[1], res[1], &p->progress[k], arg);
+    proc_exit(0); /* not reached: main ends the process */
+  }
+  close(cmd[1]);
+  close(res[1]);
+  if (pid < 0) {
+    int saved = errno;
+    proc_close(cmd[0]);
+    proc_close(res[0]);
+    errno = saved;
+    return -1;
+  }
+  w->pid = pid;
+  w->cmd = cmd[0];
+  w->res = res[0];
+  w->status = 0;
+  w->in.buf.len = w->in.pos = 0;
+  p->progress[k].item = 0;
+  return 0;
+}
+
+int pool_send(Pool *p, int k, char type, const void *payload, size_t len) {
+  if (p->workers[k].pid == 0) return -1;
+  return frame_send(p->workers[k].cmd, type, payload, len);
+}
+
+void pool_stop(Pool *p, int k, int kill) {
+  Worker *w = &p->workers[k];
+  if (w->pid == 0) return;
+  if (kill) proc_kill(w->pid);
+  if (w->cmd >= 0) proc_close(w->cmd); /* a worker waiting for work sees end of file and exits */
+  proc_close(w->res);
+  w->status = proc_reap(w->pid);
+  w->pid = 0;
+}
+
+void pool_close(Pool *p, int kill) {
+  int k;
+  for (k = 0; k < p->size; k++) { /* tell them all first: they exit in parallel */
+    Worker *w = &p->workers[k];
+    if (w->pid == 0) continue;
+    if (kill) proc_kill(w->pid);
+    proc_close(w->cmd);
+    w->cmd = -1;
+  }
+  for (k = 0; k < p->size; k++) pool_stop(p, k, 0);
+}
+
+/* Takes the next whole frame buffered for worker k, if there is one. */
+static int take_frame(lua_State *L, Pool *p, int k, PoolEvent *ev) {
+  Worker *w = &p->workers[k];
+  char err[128];
+  int took = reader_take(&w->in, &ev->type, &ev->payload, &ev->len, err, sizeof err);
+  if (took < 0) luaL_error(L, "bad frame from worker %d: %s", (int)w->pid, err);
+  if (took == 0) return 0;
+  ev->kind = POOL_FRAME;
+  ev->worker = k;
+  return 1;
+}
+
+/* Reads what worker k sent; a frame once begun is read to its end. */
+static void read_worker(lua_State *L, Pool *p, int k, PoolEvent *ev) {
+  Worker *w = &p->workers[k];
+  for (;;) {
+    if (reader_fill(&w->in, w->res) <= 0) break;
+    if (take_frame(L, p, k, ev)) return;
+  }
+  /* end of file: the worker is gone, whatever it sent before */
+  pool_stop(p, k, 0);
+  ev->kind = POOL_EXIT;
+  ev->worker = k;
+}
+
+void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
+  int k, n, ready;
+  ev->kind = POOL_TIMEOUT;
+  for (k = 0; k < p->size; k++)
+    if (p->workers[k].pid != 0 && take_frame(L, p, k, ev)) return;
+  for (;;) {
+    n = 0;
+    for (k = 0; k < p->size; k++) {
+      if (p->workers[k].pid == 0) continue;
+      p->fds[n].fd = p->workers[k].res;
+      p->fds[n].events = POLLIN;
+      p->polled[n++] = k;
+    }
+    if (n == 0) return;
+    ready = poll(p->fds, (nfds_t)n, timeout_ms);
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) return;
+    for (k = 0; k < n; k++) {
+      if (p->fds[k].revents == 0) continue;
+      read_worker(L, p, p->polled[k], ev);
+      return;
+    }
+  }
+}

@@ -1,0 +1,453 @@
+/*
+** par.queue: long-lived workers fed over time. Workers fork when the queue
+** is made; items are pushed encoded, at most two ahead per worker, and
+** results wait in the parent until popped, in completion or push order.
+*/
+#include <errno.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "buffer.h"
+#include "codec.h"
+#include "frame.h"
+#include "lpar.h"
+#include "options.h"
+#include "pool.h"
+#include "proc.h"
+#include "worker.h"
+
+#define QUEUE_METATABLE "par.Queue"
+#define AHEAD 2 /* items sent to a worker before it answers */
+
+/* What the queue userdata keeps in its user values. */
+enum {
+  UV_POOL = 1,
+  UV_FN,
+  UV_INIT,     /* the init function, or nil */
+  UV_PAYLOADS, /* id -> encoded item, until its result is in */
+  UV_RESULTS,  /* id -> result, until popped */
+  UV_DONE,     /* id -> true or its error, until popped */
+  UV_READY,    /* finished ids in completion order (unordered queues) */
+  UV_BACKLOG,  /* ids waiting for a worker, in push order */
+  UV_FAILURE,  /* an init error: the queue is dead */
+  UV_NAME,     /* the name errors give: "par.queue", or "par.imap" for imap */
+  UV_COUNT = UV_NAME
+};
+
+typedef struct Queue {
+  Pool *pool;
+  int capacity;
+  int ordered, collect;
+  int closed, stopped;
+  lua_Integer pushed, popped;   /* counts; ids are 1..pushed */
+  lua_Integer running;          /* pushed and not finished */
+  lua_Integer next_in_order;    /* ordered queues: the id pop returns next */
+  lua_Integer ready_head, ready_tail;
+  lua_Integer backlog_head, backlog_tail;
+  lua_Integer *sent;            /* AHEAD ids per worker, oldest first */
+  int *sent_count;
+} Queue;
+
+static const char *const queue_options[] = {
+  "workers", "init", "capacity", "ordered", "on_error", NULL
+};
+
+static Queue *check_queue(lua_State *L) {
+  return luaL_checkudata(L, 1, QUEUE_METATABLE);
+}
+
+/* Pushes user value 'uv' of the queue at index 1. */
+static void get_uv(lua_State *L, int uv) {
+  lua_getiuservalue(L, 1, uv);
+}
+
+/* Sets t[key] = value on top (popped), for the user value table 'uv'. */
+static void set_in(lua_State *L, int uv, lua_Integer key) {
+  get_uv(L, uv);
+  lua_insert(L, -2);
+  lua_rawseti(L, -2, key);
+  lua_pop(L, 1);
+}
+
+static void clear_in(lua_State *L, int uv, lua_Integer key) {
+  lua_pushnil(L);
+  set_in(L, uv, key);
+}
+
+/* The name errors give; kept alive by the queue's user value. */
+static const char *queue_name(lua_State *L) {
+  const char *name;
+  get_uv(L, UV_NAME);
+  name = lua_tostring(L, -1);
+  lua_pop(L, 1);
+  return name;
+}
+
+static void start_worker(lua_State *L, Queue *q, int k) {
+  WorkerTask task = {0, 0, 0};
+  int top = lua_gettop(L);
+  get_uv(L, UV_FN);
+  task.fn = lua_gettop(L);
+  get_uv(L, UV_INIT);
+  if (!lua_isnil(L, -1)) task.init = lua_gettop(L);
+  if (pool_start(L, q->pool, k, worker_main, &task) != 0)
+    luaL_error(L, "par.queue: cannot start a worker: %s", strerror(errno));
+  q->sent_count[k] = 0;
+  lua_settop(L, top);
+}
+
+/* The worker with the fewest items in hand, if one can take another. */
+static int free_worker(Queue *q) {
+  int k, best = -1;
+  for (k = 0; k < q->pool->size; k++) {
+    if (q->pool->workers[k].pid == 0 || q->sent_count[k] >= AHEAD) continue;
+    if (best < 0 || q->sent_count[k] < q->sent_count[best]) best = k;
+  }
+  return best;
+}
+
+static void send_item(lua_State *L, Queue *q, int k, lua_Integer id) {
+  size_t len;
+  const char *payload;
+  get_uv(L, UV_PAYLOADS);
+  lua_rawgeti(L, -1, id);
+  payload = lua_tolstring(L, -1, &len);
+  q->sent[k * AHEAD + q->sent_count[k]++] = id;
+  pool_send(q->pool, k, FRAME_ITEM, payload, len); /* if it died, pool_wait says so */
+  lua_pop(L, 2);
+}
+
+/* Hands items from the backlog to workers with room. */
+static void dispatch(lua_State *L, Queue *q) {
+  while (q->backlog_head < q->backlog_tail) {
+    int k = free_worker(q);
+    lua_Integer id;
+    if (k < 0) return;
+    get_uv(L, UV_BACKLOG);
+    lua_rawgeti(L, -1, q->backlog_head);
+    id = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+    clear_in(L, UV_BACKLOG, q->backlog_head++);
+    send_item(L, q, k, id);
+  }
+}
+
+/* Forgets id from worker k's items in hand. */
+static void unsend(Queue *q, int k, lua_Integer id) {
+  lua_Integer *ids = &q->sent[k * AHEAD];
+  int i;
+  for (i = 0; i < q->sent_count[k]; i++) {
+    if (ids[i] != id) continue;
+    memmove(&ids[i], &ids[i + 1], (size_t)(q->sent_count[k] - i - 1) * sizeof *ids);
+    q->sent_count[k]--;
+    return;
+  }
+}
+
+/* Marks id finished: its result (or error) is in, it waits to be popped. */
+static void finish(lua_State *L, Queue *q, lua_Integer id) {
+  get_uv(L, UV_DONE);
+  if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
+    lua_pushboolean(L, 1);
+    lua_rawseti(L, -3, id);
+  }
+  lua_pop(L, 2);
+  clear_in(L, UV_PAYLOADS, id);
+  q->running--;
+  if (!q->ordered) {
+    lua_pushinteger(L, id);
+    set_in(L, UV_READY, q->ready_tail++);
+  }
+}
+
+static void on_results(lua_State *L, Queue *q, int k, const char *payload, size_t len) {
+  lua_Integer id;
+  if (len < 16) luaL_error(L, "par.queue: short result from a worker");
+  id = (lua_Integer)frame_get64(payload);
+  get_uv(L, UV_RESULTS);
+  codec_decode_into(L, lua_gettop(L), id, payload + 16, len - 16);
+  lua_pop(L, 1);
+  unsend(q, k, id);
+  finish(L, q, id);
+}
+
+static void on_error(lua_State *L, Queue *q, char type, const char *payload, size_t len) {
+  lua_Integer id;
+  if (len < 8) luaL_error(L, "par.queue: short error from a worker");
+  id = (lua_Integer)frame_get64(payload);
+  codec_decode(L, payload + 8, len - 8);
+  if (type == FRAME_INIT_ERROR) {
+    par_make_error(L, queue_name(L), 0, "init");
+    lua_setiuservalue(L, 1, UV_FAILURE);
+    pool_close(q->pool, 1);
+    q->stopped = 1;
+    return;
+  }
+  par_make_error(L, queue_name(L), id, "error");
+  set_in(L, UV_DONE, id);
+}
+
+/* Puts id back at the front of the backlog. */
+static void requeue(lua_State *L, Queue *q, lua_Integer id) {
+  lua_pushinteger(L, id);
+  set_in(L, UV_BACKLOG, --q->backlog_head);
+}
+
+/* A worker died: its running item crashed, the others it held go back. */
+static void on_exit(lua_State *L, Queue *q, int k) {
+  lua_Integer *ids = &q->sent[k * AHEAD];
+  lua_Integer running = (lua_Integer)q->pool->progress[k].item;
+  char how[64];
+  int i;
+  if (q->stopped) return;
+  proc_describe_status(q->pool->workers[k].status, how, sizeof how);
+  if (q->sent_count[k] > 0) {
+    lua_Integer crashed = ids[0];
+    for (i = 0; i < q->sent_count[k]; i++)
+      if (ids[i] == running) crashed = running;
+    for (i = q->sent_count[k] - 1; i >= 0; i--)
+      if (ids[i] != crashed) requeue(L, q, ids[i]);
+    par_push_error(L, queue_name(L), crashed, "crash", "worker %d %s while running item %I",
+                   (int)q->pool->workers[k].pid, how, crashed);
+    set_in(L, UV_DONE, crashed);
+    finish(L, q, crashed);
+  }
+  start_worker(L, q, k);
+  dispatch(L, q);
+}
+
+/* Stops the workers once a closed queue has nothing left to run. */
+static void stop_if_done(Queue *q) {
+  if (q->closed && q->running == 0 && !q->stopped) {
+    pool_close(q->pool, 0);
+    q->stopped = 1;
+  }
+}
+
+/* Raises the init failure, if the queue has one. */
+static void check_failure(lua_State *L) {
+  if (lua_getiuservalue(L, 1, UV_FAILURE) != LUA_TNIL) lua_error(L);
+  lua_pop(L, 1);
+}
+
+/* Waits up to timeout_ms for one event from the workers and takes it in. */
+static void take_event(lua_State *L, Queue *q, int timeout_ms) {
+  PoolEvent ev;
+  pool_wait(L, q->pool, timeout_ms, &ev);
+  if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
+    on_results(L, q, ev.worker, ev.payload, ev.len);
+  else if (ev.kind == POOL_FRAME)
+    on_error(L, q, ev.type, ev.payload, ev.len);
+  else if (ev.kind == POOL_EXIT)
+    on_exit(L, q, ev.worker);
+  check_failure(L);
+  dispatch(L, q);
+  stop_if_done(q);
+}
+
+/* Encodes the item at index 2 as a payload string: its id, then its JSON. */
+static void push_payload(lua_State *L, lua_Integer id) {
+  Buffer *b = par_push_buffer(L);
+  char err[256];
+  if (buffer_reserve(b, 8) != 0) luaL_error(L, "par.queue: out of memory");
+  frame_put64(b->data, (uint64_t)id);
+  b->len = 8;
+  if (codec_encode(L, 2, b, "item", err, sizeof err) != 0) luaL_argerror(L, 2, err);
+  lua_pushlstring(L, b->data, b->len);
+  lua_closeslot(L, -2);
+  lua_remove(L, -2);
+}
+
+static int queue_push(lua_State *L) {
+  Queue *q = check_queue(L);
+  lua_Integer id;
+  luaL_checkany(L, 2);
+  lua_settop(L, 2);
+  check_failure(L);
+  if (q->closed) return luaL_error(L, "par.queue: push on a closed queue");
+  id = q->pushed + 1;
+  push_payload(L, id);
+  set_in(L, UV_PAYLOADS, id);
+  while (q->running >= q->capacity) take_event(L, q, -1);
+  q->pushed = id;
+  q->running++;
+  lua_pushinteger(L, id);
+  set_in(L, UV_BACKLOG, q->backlog_tail++);
+  dispatch(L, q);
+  lua_pushinteger(L, id);
+  return 1;
+}
+
+/* The id pop can return now, or 0. */
+static lua_Integer poppable(lua_State *L, Queue *q) {
+  lua_Integer id = 0;
+  if (q->ordered) {
+    get_uv(L, UV_DONE);
+    if (lua_rawgeti(L, -1, q->next_in_order) != LUA_TNIL) id = q->next_in_order;
+    lua_pop(L, 2);
+  } else if (q->ready_head < q->ready_tail) {
+    get_uv(L, UV_READY);
+    lua_rawgeti(L, -1, q->ready_head);
+    id = lua_tointeger(L, -1);
+    lua_pop(L, 2);
+  }
+  return id;
+}
+
+/* Returns id's result, or raises its error (collect: id, nil, err). */
+static int deliver(lua_State *L, Queue *q, lua_Integer id) {
+  if (q->ordered) q->next_in_order++;
+  else clear_in(L, UV_READY, q->ready_head++);
+  q->popped++;
+  lua_pushinteger(L, id);
+  get_uv(L, UV_RESULTS);
+  lua_rawgeti(L, -1, id);
+  lua_replace(L, -2);
+  get_uv(L, UV_DONE);
+  lua_rawgeti(L, -1, id);
+  lua_replace(L, -2);
+  clear_in(L, UV_RESULTS, id);
+  clear_in(L, UV_DONE, id);
+  if (lua_type(L, -1) == LUA_TBOOLEAN) {
+    lua_pop(L, 1);
+    return 2;
+  }
+  if (!q->collect) lua_error(L);
+  return 3;
+}
+
+static int queue_pop(lua_State *L) {
+  Queue *q = check_queue(L);
+  double timeout = luaL_optnumber(L, 2, -1);
+  int64_t deadline = timeout < 0 ? 0 : par_now_ns() + (int64_t)(timeout * 1e9);
+  lua_settop(L, 1);
+  for (;;) {
+    lua_Integer id = poppable(L, q);
+    int wait_ms = -1;
+    if (id != 0) return deliver(L, q, id);
+    check_failure(L);
+    if (q->popped == q->pushed) {
+      if (q->closed) return 0;
+      if (timeout < 0) return luaL_error(L, "par.queue: pop on an open queue with nothing pushed would wait forever");
+    }
+    if (timeout >= 0) {
+      int64_t left = deadline - par_now_ns();
+      if (left <= 0) {
+        lua_pushnil(L);
+        lua_pushliteral(L, "timeout");
+        return 2;
+      }
+      wait_ms = (int)((left + 999999) / 1000000);
+    }
+    take_event(L, q, wait_ms);
+  }
+}
+
+static int queue_results_step(lua_State *L) {
+  lua_settop(L, 0);
+  lua_pushvalue(L, lua_upvalueindex(1));
+  return queue_pop(L);
+}
+
+static int queue_results(lua_State *L) {
+  check_queue(L);
+  lua_settop(L, 1);
+  lua_pushcclosure(L, queue_results_step, 1);
+  return 1;
+}
+
+static int queue_close(lua_State *L) {
+  Queue *q = check_queue(L);
+  q->closed = 1;
+  stop_if_done(q);
+  return 0;
+}
+
+static int queue_capacity(lua_State *L) {
+  Queue *q = check_queue(L);
+  lua_pushinteger(L, q->capacity);
+  return 1;
+}
+
+static int queue_pending(lua_State *L) {
+  Queue *q = check_queue(L);
+  lua_pushinteger(L, q->pushed - q->popped);
+  return 1;
+}
+
+/* Collected, or closed as a to-be-closed variable: no worker outlives it. */
+static int queue_gc(lua_State *L) {
+  Queue *q = check_queue(L);
+  q->closed = 1;
+  if (!q->stopped && q->pool != NULL) pool_close(q->pool, 1);
+  q->stopped = 1;
+  return 0;
+}
+
+static const luaL_Reg queue_methods[] = {
+  {"push", queue_push},
+  {"pop", queue_pop},
+  {"results", queue_results},
+  {"close", queue_close},
+  {"pending", queue_pending},
+  {"capacity", queue_capacity},
+  {NULL, NULL}
+};
+
+static void set_queue_metatable(lua_State *L) {
+  if (luaL_newmetatable(L, QUEUE_METATABLE)) {
+    luaL_newlib(L, queue_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, queue_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, queue_gc);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+}
+
+static Queue *new_queue(lua_State *L, int size) {
+  size_t bytes = sizeof(Queue) + (size_t)size * (AHEAD * sizeof(lua_Integer) + sizeof(int));
+  Queue *q = lua_newuserdatauv(L, bytes, UV_COUNT);
+  int uv;
+  memset(q, 0, bytes);
+  q->sent = (lua_Integer *)(q + 1);
+  q->sent_count = (int *)(q->sent + (size_t)size * AHEAD);
+  q->next_in_order = q->ready_head = q->ready_tail = q->backlog_head = q->backlog_tail = 1;
+  set_queue_metatable(L);
+  for (uv = UV_PAYLOADS; uv <= UV_BACKLOG; uv++) {
+    lua_newtable(L);
+    lua_setiuservalue(L, -2, uv);
+  }
+  q->pool = pool_new(L, size);
+  lua_setiuservalue(L, -2, UV_POOL);
+  return q;
+}
+
+int par_queue(lua_State *L) {
+  ParOptions o;
+  Queue *q;
+  int size, k;
+  par_check_callable(L, 1);
+  lua_settop(L, 3);
+  options_read(L, 2, queue_options, &o);
+  size = o.workers > 0 ? o.workers : options_default_workers();
+  q = new_queue(L, size);
+  q->capacity = o.capacity > 0 ? (int)o.capacity : 4 * size;
+  q->ordered = o.ordered == 1;
+  q->collect = o.collect;
+  lua_pushvalue(L, 1);
+  lua_setiuservalue(L, -2, UV_FN);
+  if (lua_type(L, 3) == LUA_TSTRING) lua_pushvalue(L, 3); /* from par.imap */
+  else lua_pushliteral(L, "par.queue");
+  lua_setiuservalue(L, -2, UV_NAME);
+  if (o.init != 0) {
+    lua_pushvalue(L, o.init);
+    lua_setiuservalue(L, -2, UV_INIT);
+  }
+  lua_replace(L, 1); /* methods below expect the queue at index 1 */
+  lua_settop(L, 1);
+  for (k = 0; k < size; k++) start_worker(L, q, k);
+  return 1;
+}

@@ -1,0 +1,167 @@
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "codec.h"
+#include "frame.h"
+#include "proc.h"
+#include "worker.h"
+
+int worker_depth = 0;
+
+int worker_capture_error(lua_State *L) {
+  lua_createtable(L, 0, 3);
+  if (lua_type(L, 1) == LUA_TSTRING) {
+    lua_pushvalue(L, 1);
+  } else {
+    luaL_tolstring(L, 1, NULL);
+    lua_pushvalue(L, 1);
+    lua_setfield(L, -3, "value");
+  }
+  lua_setfield(L, -2, "message");
+  luaL_traceback(L, L, NULL, 1);
+  lua_setfield(L, -2, "traceback");
+  return 1;
+}
+
+static void send_or_exit(int res, Buffer *b) {
+  if (proc_write2(res, b->data, b->len, NULL, 0) != 0) proc_exit(1); /* parent gone */
+}
+
+/* Sends the error table on top of the stack, dropping 'value' if it can't travel. */
+static void send_error(lua_State *L, int res, char type, lua_Integer index) {
+  static Buffer b;
+  char err[256];
+  size_t mark;
+  b.len = 0;
+  if (frame_begin(&b, type) != 0 || buffer_reserve(&b, 8) != 0) proc_exit(1);
+  frame_put64(b.data + b.len, (uint64_t)index);
+  b.len += 8;
+  mark = b.len;
+  if (codec_encode(L, -1, &b, "error", err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_setfield(L, -2, "value");
+    b.len = mark;
+    if (codec_encode(L, -1, &b, "error", err, sizeof err) != 0) proc_exit(1);
+  }
+  frame_finish(&b, 0);
+  send_or_exit(res, &b);
+}
+
+/* Sends a result that could not be encoded as that item's error. */
+static void send_encode_error(lua_State *L, int res, lua_Integer index, const char *why) {
+  lua_createtable(L, 0, 1);
+  lua_pushstring(L, why);
+  lua_setfield(L, -2, "message");
+  send_error(L, res, FRAME_ERROR, index);
+  lua_pop(L, 1);
+}
+
+/*
+** A range being run: items lo..hi, 'next' the one running now. Items come
+** from the forked list, or for a queue from 'item', one encoded item.
+*/
+typedef struct RangeRun {
+  int res;
+  Progress *progress;
+  lua_Integer lo, next, hi;
+  Buffer *out;
+  const char *item;
+  size_t item_len;
+} RangeRun;
+
+/* Appends the result of item r->next (the value on top, or null) to the JSON array. */
+static void add_result(lua_State *L, RangeRun *r, int ok) {
+  char err[256];
+  size_t mark;
+  if (r->next > r->lo && buffer_append(r->out, ",", 1) != 0) proc_exit(1);
+  mark = r->out->len;
+  if (ok && codec_encode(L, -1, r->out, "result", err, sizeof err) == 0) return;
+  r->out->len = mark;
+  if (buffer_append(r->out, "null", 4) != 0) proc_exit(1);
+  if (ok) send_encode_error(L, r->res, r->next, err);
+}
+
+/*
+** Runs items until the range ends or one raises: one protected call for
+** the whole run, not one per item. Arguments: the RangeRun, fn, the list.
+*/
+static int run_items(lua_State *L) {
+  RangeRun *r = lua_touserdata(L, 1);
+  for (; r->next <= r->hi; r->next++) {
+    r->progress->item = r->next;
+    lua_pushvalue(L, 2);
+    if (r->item != NULL) codec_decode(L, r->item, r->item_len);
+    else lua_rawgeti(L, 3, r->next);
+    lua_call(L, 1, 1);
+    add_result(L, r, 1);
+    lua_pop(L, 1);
+  }
+  return 0;
+}
+
+static void run_range(lua_State *L, const WorkerTask *t, int msgh, int res,
+                      Progress *progress, lua_Integer lo, lua_Integer hi,
+                      const char *item, size_t item_len) {
+  static Buffer out;
+  RangeRun r = {res, progress, lo, lo, hi, &out, item, item_len};
+  int64_t start = par_now_ns();
+  out.len = 0;
+  if (frame_begin(&out, FRAME_RESULTS) != 0 || buffer_reserve(&out, 17) != 0)
+    proc_exit(1);
+  frame_put64(out.data + out.len, (uint64_t)lo);
+  out.len += 16; /* lo, then the elapsed time filled in below */
+  out.data[out.len++] = '[';
+  while (r.next <= r.hi) {
+    lua_pushcfunction(L, run_items);
+    lua_pushlightuserdata(L, &r);
+    lua_pushvalue(L, t->fn);
+    if (t->list != 0) lua_pushvalue(L, t->list);
+    else lua_pushnil(L);
+    if (lua_pcall(L, 3, 0, msgh) != LUA_OK) {
+      send_error(L, res, FRAME_ERROR, r.next);
+      lua_pop(L, 1);
+      add_result(L, &r, 0);
+      r.next++;
+    }
+  }
+  progress->item = 0;
+  if (buffer_append(&out, "]", 1) != 0) proc_exit(1);
+  frame_put64(out.data + FRAME_HEADER + 8, (uint64_t)(par_now_ns() - start));
+  frame_finish(&out, 0);
+  fflush(NULL); /* whatever fn printed comes out before par.map returns */
+  send_or_exit(res, &out);
+}
+
+static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
+  lua_pushvalue(L, t->init);
+  if (lua_pcall(L, 0, 0, msgh) != LUA_OK) {
+    send_error(L, res, FRAME_INIT_ERROR, 0);
+    proc_exit(1);
+  }
+}
+
+void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task) {
+  const WorkerTask *t = task;
+  FrameReader in = {{NULL, 0, 0}, 0};
+  int msgh;
+  worker_depth++;
+  lua_pushcfunction(L, worker_capture_error);
+  msgh = lua_gettop(L);
+  if (t->init != 0) run_init(L, t, msgh, res);
+  for (;;) {
+    char type, err[128];
+    const char *payload;
+    size_t len;
+    int got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
+    if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */
+    if (type == FRAME_JOB && len == 16) {
+      run_range(L, t, msgh, res, progress, (lua_Integer)frame_get64(payload),
+                (lua_Integer)frame_get64(payload + 8), NULL, 0);
+    } else if (type == FRAME_ITEM && len >= 8) {
+      lua_Integer id = (lua_Integer)frame_get64(payload);
+      run_range(L, t, msgh, res, progress, id, id, payload + 8, len - 8);
+    }
+  }
+}

@@ -1,0 +1,38 @@
+/*
+** The worker's side: run init once, then take jobs from the command
+** socket, run fn on each item and send the results back.
+*/
+#ifndef PARLUA_WORKER_H
+#define PARLUA_WORKER_H
+
+#include <lua.h>
+
+#include "pool.h"
+
+/* Frame types between a parent and its workers. */
+#define FRAME_JOB 'J'     /* parent: run list items lo..hi (two int64) */
+#define FRAME_ITEM 'P'    /* parent: run one pushed item: its id, then its JSON */
+#define FRAME_RESULTS 'R' /* worker: lo, elapsed ns, then a JSON array */
+#define FRAME_ERROR 'E'   /* worker: item index, then a JSON error object */
+#define FRAME_INIT_ERROR 'I' /* worker: init failed; a JSON error object */
+
+typedef struct WorkerTask {
+  int fn;   /* absolute stack indices in the forked state */
+  int list; /* 0 when items arrive encoded (a queue) */
+  int init; /* 0 when there is no init */
+} WorkerTask;
+
+/* Non-zero in a process that is a worker. */
+extern int worker_depth;
+
+/*
+** Message handler for code run in a child: turns any error value into a
+** table with the message as a string, the traceback and, when the value
+** was not a string, the value itself.
+*/
+int worker_capture_error(lua_State *L);
+
+/* A WorkerMain for pool_start; the task is a WorkerTask. */
+void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task);
+
+#endif

@@ -1,0 +1,57 @@
+-- Shared by the specs: the par module whichever interpreter runs them,
+-- and small probes of this process's descriptors and children.
+local helpers = {}
+
+helpers.par = require "par"
+
+-- Number of open file descriptors of this process.
+function helpers.fd_count()
+  local n = 0
+  local p = io.popen("ls /proc/" .. helpers.par.pid() .. "/fd")
+  for _ in p:lines() do n = n + 1 end
+  p:close()
+  return n - 1 -- the popen pipe itself
+end
+
+-- Number of live child processes of this process (zombies included).
+function helpers.child_count()
+  local f = io.open("/proc/" .. helpers.par.pid() .. "/task/" .. helpers.par.pid() .. "/children")
+  local s = f and f:read("a") or ""
+  if f then f:close() end
+  local n = 0
+  for _ in s:gmatch("%d+") do n = n + 1 end
+  return n
+end
+
+-- The interpreter running the specs (the Makefile says which), for subprocesses.
+helpers.interpreter = os.getenv("PARLUA_LUA") or "lua5.4"
+
+-- Collects garbage until no finalizer is left to run, so queues and
+-- processes dropped by earlier tests are gone before a count.
+function helpers.settle()
+  collectgarbage()
+  collectgarbage()
+end
+
+-- Runs a Lua snippet in a fresh interpreter like the one running the specs;
+-- returns its exit status, stdout and stderr.
+function helpers.run_lua(code)
+  local script = os.tmpname()
+  local errfile = os.tmpname()
+  local f = assert(io.open(script, "w"))
+  f:write(code)
+  f:close()
+  local interp = helpers.interpreter
+  local cmd = ("LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(interp, script, errfile)
+  local p = io.popen(cmd)
+  local out = p:read("a")
+  local _, _, status = p:close()
+  local ef = io.open(errfile)
+  local err = ef:read("a")
+  ef:close()
+  os.remove(script)
+  os.remove(errfile)
+  return status, out, err
+end
+
+return helpers

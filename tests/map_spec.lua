@@ -1,0 +1,337 @@
+local helpers = require "tests.helpers"
+local par = helpers.par
+
+local function square(x) return x * x end
+
+describe("par.map", function()
+  it("returns fn(list[i]) at i, in order", function()
+    local list = {}
+    for i = 1, 1000 do list[i] = i end
+    local r = par.map(square, list)
+    assert.are.equal(1000, #r)
+    for i = 1, 1000 do assert.are.equal(i * i, r[i]) end
+  end)
+
+  it("keeps only the first value fn returns", function()
+    local r = par.map(function(x) return x, "second" end, {1, 2})
+    assert.are.same({1, 2}, r)
+  end)
+
+  it("leaves a hole where fn returns nil", function()
+    local r = par.map(function(x) if x % 2 == 0 then return x end end, {1, 2, 3, 4}, {workers = 2})
+    assert.is_nil(r[1]); assert.are.equal(2, r[2]); assert.is_nil(r[3]); assert.are.equal(4, r[4])
+  end)
+
+  it("accepts a table with __call as fn", function()
+    local callable = setmetatable({k = 10}, {__call = function(self, x) return self.k + x end})
+    assert.are.same({11, 12}, par.map(callable, {1, 2}))
+  end)
+
+  it("returns an empty table for an empty list without forking", function()
+    local marker = os.tmpname()
+    os.remove(marker)
+    local r = par.map(square, {}, {init = function() io.open(marker, "w"):close() end})
+    assert.are.same({}, r)
+    assert.is_nil(io.open(marker))
+  end)
+
+  it("runs fn in other processes", function()
+    local parent = par.pid()
+    local pids = par.map(function() return par.pid() end, {1, 2, 3, 4}, {workers = 2})
+    for _, pid in ipairs(pids) do assert.are_not.equal(parent, pid) end
+  end)
+
+  describe("workers see the state as it was at the call", function()
+    it("sees closures with upvalues and globals", function()
+      local offset = 100
+      _G.par_spec_global = 7
+      local r = par.map(function(x) return x + offset + par_spec_global end, {1, 2})
+      _G.par_spec_global = nil
+      assert.are.same({108, 109}, r)
+    end)
+
+    it("sees required modules", function()
+      local json = require "cjson"
+      local r = par.map(function(x) return json.decode(x).a end, {'{"a":1}', '{"a":2}'})
+      assert.are.equal(1, r[1]); assert.are.equal(2, r[2])
+    end)
+
+    it("takes items of any type, functions and userdata included", function()
+      local items = {function() return "f" end, io.stdout, coroutine.create(function() end), {x = 1}}
+      local r = par.map(function(item)
+        if type(item) == "function" then return item() end
+        if io.type(item) then return io.type(item) end
+        return type(item)
+      end, items)
+      assert.are.same({"f", "file", "thread", "table"}, r)
+    end)
+
+    it("never lets a worker's writes reach the parent", function()
+      local shared = {count = 0}
+      _G.par_spec_counter = 0
+      par.map(function(x) shared.count = shared.count + x; par_spec_counter = 99; return x end, {1, 2, 3})
+      assert.are.equal(0, shared.count)
+      assert.are.equal(0, _G.par_spec_counter)
+      _G.par_spec_counter = nil
+    end)
+  end)
+
+  describe("options", function()
+    local function misuse(opts)
+      local ok, err = pcall(function() return par.map(square, {1, 2}, opts) end)
+      assert.is_false(ok)
+      return err
+    end
+
+    it("rejects a list that is not a table", function()
+      local ok, err = pcall(function() return par.map(square, 42) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #2 to 'map' %(table expected, got number%)", err)
+    end)
+
+    it("rejects an fn that cannot be called", function()
+      local ok, err = pcall(function() return par.map(42, {1}) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'map' %(function expected, got number%)", err)
+    end)
+
+    it("rejects bad values and unknown names before anything forks", function()
+      helpers.settle()
+      local before = helpers.child_count()
+      assert.matches("bad argument #3 to 'map' %(option 'workers' must be an integer >= 1 %(got 0%)%)", misuse({workers = 0}))
+      assert.matches("option 'workers' must be an integer", misuse({workers = 1.5}))
+      assert.matches("option 'workers' must be an integer", misuse({workers = "2"}))
+      assert.matches("option 'chunk' must be an integer >= 1", misuse({chunk = 0}))
+      assert.matches("option 'on_error' must be \"raise\" or \"collect\"", misuse({on_error = "ignore"}))
+      assert.matches("option 'init' must be a function %(got number%)", misuse({init = 5}))
+      assert.matches("bad argument #3 to 'map' %(unknown option 'wrokers'%)", misuse({wrokers = 2}))
+      assert.matches("bad argument #3 to 'map' %(table expected, got string%)", misuse("fast"))
+      assert.are.equal(before, helpers.child_count())
+    end)
+
+    it("never starts more workers than there are items", function()
+      local pids = par.map(function() par.sleep(0.05); return par.pid() end, {1, 2}, {workers = 8})
+      assert.are_not.equal(pids[1], pids[2])
+    end)
+
+    it("uses the number of workers asked for", function()
+      local list = {}
+      for i = 1, 40 do list[i] = i end
+      local pids = par.map(function() par.sleep(0.005); return par.pid() end, list, {workers = 3})
+      local distinct = {}
+      for _, pid in ipairs(pids) do distinct[pid] = true end
+      local n = 0
+      for _ in pairs(distinct) do n = n + 1 end
+      assert.are.equal(3, n)
+    end)
+
+    it("hands out items in ranges of 'chunk'", function()
+      local list = {}
+      for i = 1, 20 do list[i] = i end
+      local pids = par.map(function() return par.pid() end, list, {chunk = 5, workers = 2})
+      for lo = 1, 20, 5 do
+        for i = lo, lo + 4 do assert.are.equal(pids[lo], pids[i]) end
+      end
+    end)
+
+    it("runs init once in each worker before its first item", function()
+      local r = par.map(function() return _G.par_spec_inits end, {1, 2, 3, 4, 5, 6}, {
+        workers = 2,
+        init = function() _G.par_spec_inits = (_G.par_spec_inits or 0) + 1 end,
+      })
+      for i = 1, 6 do assert.are.equal(1, r[i]) end
+      assert.is_nil(_G.par_spec_inits)
+    end)
+  end)
+
+  describe("balancing", function()
+    it("spreads cheap items away from a worker busy with a slow one", function()
+      local list = {}
+      for i = 1, 40 do list[i] = i end
+      local pids = par.map(function(i)
+        if i == 1 then par.sleep(0.5) end
+        return par.pid()
+      end, list, {workers = 2})
+      local with_slow = 0
+      for i = 2, 40 do if pids[i] == pids[1] then with_slow = with_slow + 1 end end
+      assert.is_true(with_slow <= 2, "the slow item's worker also ran " .. with_slow .. " items")
+    end)
+
+    it("handles many tiny items with the automatic chunk size", function()
+      local list = {}
+      for i = 1, 300000 do list[i] = i end
+      local r = par.map(function(x) return x + 1 end, list)
+      assert.are.equal(300000, #r)
+      assert.are.equal(2, r[1]); assert.are.equal(150001, r[150000]); assert.are.equal(300001, r[300000])
+    end)
+  end)
+
+  describe("errors", function()
+    local function boom(x)
+      if x == 3 then error("boom") end
+      return x
+    end
+
+    it("raises an error table naming par.map, the item and the worker's message", function()
+      local ok, err = pcall(par.map, boom, {1, 2, 3, 4})
+      assert.is_false(ok)
+      assert.are.equal("table", type(err))
+      assert.are.equal(3, err.index)
+      assert.are.equal("error", err.kind)
+      assert.matches("boom", err.message)
+      assert.matches("stack traceback", err.traceback)
+      assert.matches("map_spec%.lua:%d+: in ", err.traceback)
+      local text = tostring(err)
+      assert.matches("^par%.map: item 3 failed: .*boom", text)
+      assert.matches("stack traceback", text)
+    end)
+
+    it("keeps a non-string error value", function()
+      local ok, err = pcall(par.map, function() error({code = 42}) end, {1})
+      assert.is_false(ok)
+      assert.are.equal(42, err.value.code)
+    end)
+
+    it("collects errors and keeps every other result", function()
+      local r, errs = par.map(boom, {1, 2, 3, 4, 5}, {on_error = "collect"})
+      assert.are.equal(1, r[1]); assert.are.equal(2, r[2]); assert.is_nil(r[3])
+      assert.are.equal(4, r[4]); assert.are.equal(5, r[5])
+      assert.are.equal(3, errs[3].index)
+      assert.matches("boom", errs[3].message)
+      assert.is_nil(errs[1])
+    end)
+
+    it("returns nil errors when nothing failed", function()
+      local r, errs = par.map(square, {1, 2}, {on_error = "collect"})
+      assert.are.same({1, 4}, r)
+      assert.is_nil(errs)
+    end)
+
+    it("reports a result that cannot be sent, naming its type and place", function()
+      local ok, err = pcall(par.map, function() return {handlers = {1, print}} end, {1})
+      assert.is_false(ok)
+      assert.are.equal(1, err.index)
+      assert.matches("function", err.message)
+      assert.matches("result%.handlers%[2%]", err.message)
+    end)
+
+    it("reports a cycle in a result", function()
+      local _, errs = par.map(function() local t = {}; t.self = t; return t end, {1}, {on_error = "collect"})
+      assert.matches("cycle", errs[1].message)
+      assert.matches("result%.self", errs[1].message)
+    end)
+
+    it("reports a worker that dies as a crash of its item", function()
+      local _, errs = par.map(function(x) if x == 2 then os.exit(3) end return x end, {1, 2, 3},
+                              {on_error = "collect", workers = 1})
+      assert.are.equal("crash", errs[2].kind)
+      assert.matches("exited with status 3", errs[2].message)
+    end)
+  end)
+
+  it("works inside a worker (nested maps)", function()
+    local r = par.map(function(x)
+      local inner = par.map(function(y) return y * 10 end, {x, x + 1})
+      return inner[1] + inner[2]
+    end, {1, 2, 3})
+    assert.are.same({30, 50, 70}, r)
+  end)
+
+  it("carries results of every kind exactly", function()
+    local values = {2, 2.0, math.pi, -0.0, math.maxinteger, math.mininteger, "a\0b\255",
+                    true, false, {1, nil, 3}, {[1.5] = "x", [true] = "y", [10] = "z"}, 1e308, 5e-324}
+    local r = par.map(function(i) return values[i] end, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13})
+    assert.are.equal("integer", math.type(r[1]))
+    assert.are.equal("float", math.type(r[2]))
+    assert.are.equal(math.pi, r[3])
+    assert.are.equal(-math.huge, 1 / r[4])
+    assert.are.equal(math.maxinteger, r[5]); assert.are.equal(math.mininteger, r[6])
+    assert.are.equal("a\0b\255", r[7])
+    assert.is_true(r[8]); assert.is_false(r[9])
+    assert.are.same({1, nil, 3}, r[10])
+    assert.are.same({[1.5] = "x", [true] = "y", [10] = "z"}, r[11])
+    assert.are.equal(1e308, r[12]); assert.are.equal(5e-324, r[13])
+  end)
+
+  it("carries a 1 GiB string", function()
+    local r = par.map(function() return string.rep("x", 1 << 30) end, {1})
+    assert.are.equal(1 << 30, #r[1])
+    r = nil
+    collectgarbage()
+  end)
+end)
+
+describe("process hygiene", function()
+  it("reaps every worker", function()
+    helpers.settle()
+    local before = helpers.child_count()
+    par.map(square, {1, 2, 3, 4})
+    pcall(par.map, function() error("x") end, {1, 2, 3, 4})
+    assert.are.equal(before, helpers.child_count())
+  end)
+
+  it("leaves no descriptor open after 1,000 calls", function()
+    local before = helpers.fd_count()
+    for _ = 1, 1000 do par.map(square, {1, 2}) end
+    assert.are.equal(before, helpers.fd_count())
+  end)
+
+  it("flushes pending output before forking, so it is written once", function()
+    local status, out = helpers.run_lua([[
+      local par = require "par"
+      io.write("pending ")
+      par.map(function(x) return x end, {1, 2, 3})
+      io.write("done")
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("pending done", out)
+  end)
+
+  it("never runs the parent's finalizers in a worker", function()
+    local status, out = helpers.run_lua([[
+      local par = require "par"
+      local guard = setmetatable({}, {__gc = function() io.write("finalized ") end})
+      par.map(function(x) return x end, {1, 2, 3}, {workers = 3})
+    ]])
+    assert.are.equal(0, status)
+    assert.are.equal("finalized ", out)
+  end)
+
+  it("keeps what workers print, each line once", function()
+    local status, out = helpers.run_lua([[
+      local par = require "par"
+      par.map(function(x) print("item " .. x) end, {1, 2, 3, 4}, {workers = 2})
+    ]])
+    assert.are.equal(0, status)
+    local lines = {}
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
+    table.sort(lines)
+    assert.are.same({"item 1", "item 2", "item 3", "item 4"}, lines)
+  end)
+end)
+
+describe("par helpers", function()
+  it("counts usable CPUs in par.workers()", function()
+    assert.are.equal("integer", math.type(par.workers()))
+    assert.is_true(par.workers() >= 1)
+  end)
+
+  it("lets PARLUA_WORKERS override the CPU count", function()
+    local f = io.popen([[PARLUA_WORKERS=13 LUA_CPATH='build/?.so;;' ]] .. helpers.interpreter ..
+                       [[ -e 'io.write(require("par").workers())']])
+    assert.are.equal("13", f:read("a"))
+    f:close()
+  end)
+
+  it("gives monotonic seconds and sleeps", function()
+    local t0 = par.now()
+    par.sleep(0.02)
+    local t1 = par.now()
+    assert.are.equal("float", math.type(t0))
+    assert.is_true(t1 > t0)
+  end)
+
+  it("gives the process id", function()
+    assert.are.equal("integer", math.type(par.pid()))
+  end)
+end)
