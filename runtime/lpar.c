@@ -15,6 +15,7 @@
 #include "chunks.h"
 #include "parlua.h"
 #include "pool.h"
+#include "proc.h"
 
 void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char *kind) {
   lua_pushstring(L, fn);
@@ -62,6 +63,22 @@ static int par_sleep(lua_State *L) {
   ts.tv_nsec = (long)((seconds - (lua_Number)ts.tv_sec) * 1e9);
   while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
   return 0;
+}
+
+static int threads_allowed;
+
+void parlua_allow_threads(int allow) {
+  threads_allowed = allow;
+}
+
+void par_check_fork_safe(lua_State *L, const char *fn) {
+  int threads;
+  if (threads_allowed) return;
+  threads = proc_thread_count();
+  if (threads > 1)
+    luaL_error(L, "%s: this process has %d threads, and forking it could leave a worker "
+                  "stuck on a lock another thread held; call parlua_allow_threads(1) "
+                  "from C if every thread is safe to fork", fn, threads);
 }
 
 void par_check_callable(lua_State *L, int arg) {

@@ -19,6 +19,13 @@ void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char 
 void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char *kind,
                     const char *fmt, ...);
 
+/*
+** Raises a clear error if this process has other threads (forking it could
+** leave a worker stuck on a lock another thread held), unless the embedder
+** allowed it with parlua_allow_threads.
+*/
+void par_check_fork_safe(lua_State *L, const char *fn);
+
 /* Raises a bad argument error unless the value at arg can be called. */
 void par_check_callable(lua_State *L, int arg);
 

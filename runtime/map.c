@@ -5,6 +5,8 @@
 ** item, two ranges ahead per worker so none waits for the parent.
 */
 #include <errno.h>
+#include <signal.h>
+#include <limits.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -17,7 +19,8 @@
 #include "proc.h"
 #include "worker.h"
 
-#define AHEAD 2                  /* ranges queued per worker */
+#define AHEAD 8                  /* most ranges queued per worker */
+#define AHEAD_AUTO 2             /* with automatic ranges, which are long enough */
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
 
 typedef struct Range {
@@ -39,13 +42,29 @@ typedef struct MapRun {
   lua_Integer next;     /* first item not yet handed out */
   lua_Integer done;     /* items with a result or an error */
   double item_ns;       /* estimated cost of one item, 0 until measured */
+  int ahead;            /* ranges to keep queued per worker */
   Range *leftover;      /* ranges taken back from crashed workers */
   int leftovers, leftover_cap, leftover_slot;
   Inflight *inflight;   /* one per worker */
-  int results, errors;  /* stack indices */
+  int64_t timeout_ns;   /* per item, 0 for none */
+  int results, errors, attempts; /* stack indices */
 } MapRun;
 
-static const char *const map_options[] = {"workers", "chunk", "on_error", "init", NULL};
+static const char *const map_options[] = {
+  "workers", "chunk", "on_error", "init", "timeout", "retries", NULL
+};
+
+/* How many times item i has been started so far. */
+static lua_Integer attempts_of(MapRun *m, lua_Integer i) {
+  lua_Integer n;
+  lua_rawgeti(m->L, m->attempts, i);
+  n = lua_isnil(m->L, -1) ? 1 : lua_tointeger(m->L, -1);
+  lua_pop(m->L, 1);
+  return n;
+}
+
+/* Whether failed item i gets another attempt; if so it is put back first in line. */
+static int retry(MapRun *m, lua_Integer i);
 
 static lua_Integer range_size(MapRun *m) {
   lua_Integer left = m->n - m->next + 1;
@@ -72,28 +91,49 @@ static int next_range(MapRun *m, Range *r) {
   return 1;
 }
 
-/* Sends worker k ranges until it has 'depth' of them. */
+/* Sends worker k ranges, in one write, until it has 'depth' of them. */
 static void feed_to(MapRun *m, int k, int depth) {
   Inflight *q = &m->inflight[k];
+  char frames[AHEAD * (FRAME_HEADER + 16)];
+  size_t len = 0;
   Range r;
   while (q->count < depth && next_range(m, &r)) {
-    char payload[16];
-    frame_put64(payload, (uint64_t)r.lo);
-    frame_put64(payload + 8, (uint64_t)r.hi);
+    frames[len] = FRAME_JOB;
+    frame_put64(frames + len + 1, 16);
+    frame_put64(frames + len + FRAME_HEADER, (uint64_t)r.lo);
+    frame_put64(frames + len + FRAME_HEADER + 8, (uint64_t)r.hi);
+    len += FRAME_HEADER + 16;
     q->r[q->count++] = r;
-    if (pool_send(m->pool, k, FRAME_JOB, payload, sizeof payload) != 0)
-      return; /* it died: its end of file comes through pool_wait */
   }
+  /* if it died, its end of file comes through pool_wait */
+  if (len > 0) pool_send_raw(m->pool, k, frames, len);
 }
 
 static void feed(MapRun *m, int k) {
-  feed_to(m, k, AHEAD);
+  feed_to(m, k, m->ahead);
 }
 
-static void start_worker(MapRun *m, int k) {
-  if (pool_start(m->L, m->pool, k, worker_main, &m->task) != 0)
-    luaL_error(m->L, "par.map: cannot start a worker: %s", strerror(errno));
+static void give_back(MapRun *m, Range r);
+
+static int retry(MapRun *m, lua_Integer i) {
+  lua_Integer attempts = attempts_of(m, i);
+  if (attempts > m->opts.retries) return 0;
+  lua_pushinteger(m->L, attempts + 1);
+  lua_rawseti(m->L, m->attempts, i);
+  give_back(m, (Range){i, i});
+  return 1;
+}
+
+/* Forks worker k; returns 0, or -1 (errno set) when fork fails. */
+static int start_worker(MapRun *m, int k) {
   m->inflight[k].count = 0;
+  return pool_start(m->L, m->pool, k, worker_main, &m->task);
+}
+
+static int live_workers(MapRun *m) {
+  int k, n = 0;
+  for (k = 0; k < m->pool->size; k++) n += m->pool->workers[k].pid != 0;
+  return n;
 }
 
 /* Raises the error on top of the stack after stopping every worker. */
@@ -102,8 +142,25 @@ static void fail(MapRun *m) {
   lua_error(m->L);
 }
 
+static void fail_to_fork(MapRun *m) {
+  par_push_error(m->L, "par.map", 0, "fork", "cannot start a worker: %s", strerror(errno));
+  fail(m);
+}
+
+/* Replaces dead worker k when work is left; the others carry on if fork fails. */
+static void replace_worker(MapRun *m, int k) {
+  if (m->next > m->n && m->leftovers == 0) return;
+  if (start_worker(m, k) == 0) feed(m, k);
+  else if (live_workers(m) == 0) fail_to_fork(m);
+}
+
 /* Files the error on top of the stack for its item, or raises it. */
 static void item_failed(MapRun *m, lua_Integer index) {
+  lua_Integer attempts = attempts_of(m, index);
+  if (attempts > 1) {
+    lua_pushinteger(m->L, attempts);
+    lua_setfield(m->L, -2, "attempts");
+  }
   if (!m->opts.collect) fail(m);
   if (lua_isnil(m->L, m->errors)) {
     lua_newtable(m->L);
@@ -131,7 +188,7 @@ static void on_results(MapRun *m, int k, const char *payload, size_t len) {
   feed(m, k);
 }
 
-static void on_error(MapRun *m, int k, char type, const char *payload, size_t len) {
+static void on_error(MapRun *m, char type, const char *payload, size_t len) {
   lua_Integer index;
   if (len < 8) luaL_error(m->L, "par.map: short error message from a worker");
   index = (lua_Integer)frame_get64(payload);
@@ -140,16 +197,24 @@ static void on_error(MapRun *m, int k, char type, const char *payload, size_t le
     par_make_error(m->L, "par.map", 0, "init");
     fail(m);
   }
+  if (retry(m, index)) {
+    lua_pop(m->L, 1);
+    m->done--; /* its range still counts it when it comes back */
+    return;
+  }
   par_make_error(m->L, "par.map", index, "error");
-  (void)k;
   item_failed(m, index);
 }
 
-/* Which item a dead worker was running: the one it said, else its first unanswered one. */
+/* Which of its items a dead worker was running: the one it said, else its first one. */
 static lua_Integer crashed_item(MapRun *m, int k) {
-  lua_Integer item = (lua_Integer)m->pool->progress[k].item;
-  Range *first = &m->inflight[k].r[0];
-  return (item >= first->lo && item <= first->hi) ? item : first->lo;
+  Inflight *q = &m->inflight[k];
+  lua_Integer killed_for = m->pool->workers[k].killed_for;
+  lua_Integer item = killed_for ? killed_for : (lua_Integer)m->pool->progress[k].item;
+  int i;
+  for (i = 0; i < q->count; i++)
+    if (item >= q->r[i].lo && item <= q->r[i].hi) return item;
+  return killed_for ? 0 : q->r[0].lo;
 }
 
 /* Doubles the room for taken-back ranges; the memory is a userdata at a fixed slot. */
@@ -162,53 +227,94 @@ static void grow_leftover(MapRun *m) {
   m->leftover_cap = cap;
 }
 
+/* Puts a range back to be handed out next. */
+static void give_back(MapRun *m, Range r) {
+  if (m->leftovers == m->leftover_cap) grow_leftover(m);
+  m->leftover[m->leftovers++] = r;
+}
+
 /* Hands the unanswered items of a dead worker, all but 'crashed', to others. */
 static void take_back(MapRun *m, int k, lua_Integer crashed) {
   Inflight *q = &m->inflight[k];
-  Range parts[AHEAD + 1];
-  int i, count = 0;
-  if (q->r[0].lo < crashed) parts[count++] = (Range){q->r[0].lo, crashed - 1};
-  if (crashed < q->r[0].hi) parts[count++] = (Range){crashed + 1, q->r[0].hi};
-  for (i = 1; i < q->count; i++) parts[count++] = q->r[i];
-  if (m->leftovers + count > m->leftover_cap) grow_leftover(m);
-  for (i = count - 1; i >= 0; i--) m->leftover[m->leftovers++] = parts[i];
+  int i;
+  for (i = q->count - 1; i >= 0; i--) {
+    Range r = q->r[i];
+    if (crashed < r.lo || crashed > r.hi) {
+      give_back(m, r);
+      continue;
+    }
+    if (crashed < r.hi) give_back(m, (Range){crashed + 1, r.hi});
+    if (r.lo < crashed) give_back(m, (Range){r.lo, crashed - 1});
+  }
   q->count = 0;
 }
 
-static void on_exit(MapRun *m, int k) {
+/* Pushes the error of an item whose worker died or was killed for its time-out. */
+static void push_death_error(MapRun *m, int k, lua_Integer item) {
+  Worker *w = &m->pool->workers[k];
   char how[64];
+  if (w->killed_for == item) {
+    par_push_error(m->L, "par.map", item, "timeout", "item %I ran longer than %f s; worker %d killed",
+                   item, (lua_Number)m->opts.timeout, (int)w->last_pid);
+    return;
+  }
+  proc_describe_status(w->status, how, sizeof how);
+  par_push_error(m->L, "par.map", item, "crash", "worker %d %s while running item %I",
+                 (int)w->last_pid, how, item);
+}
+
+static void on_exit(MapRun *m, int k) {
+  Worker *w = &m->pool->workers[k];
   lua_Integer item;
-  proc_describe_status(m->pool->workers[k].status, how, sizeof how);
+  if (m->task.init != 0 && !w->ready) {
+    char how[64];
+    proc_describe_status(w->status, how, sizeof how);
+    par_push_error(m->L, "par.map", 0, "init", "worker %d %s while running init", (int)w->last_pid, how);
+    fail(m);
+  }
   if (m->inflight[k].count == 0) {
-    if (m->next <= m->n || m->leftovers > 0) start_worker(m, k), feed(m, k);
+    replace_worker(m, k);
     return;
   }
   item = crashed_item(m, k);
   take_back(m, k, item);
-  par_push_error(m->L, "par.map", item, "crash", "worker %d %s while running item %I",
-                 (int)m->pool->workers[k].pid, how, item);
-  m->done++;
-  item_failed(m, item);
-  if (m->next <= m->n || m->leftovers > 0) {
-    start_worker(m, k);
-    feed(m, k);
+  if (item != 0 && retry(m, item)) {
+    replace_worker(m, k); /* a fresh worker takes the item first */
+    return;
   }
+  if (item != 0) {
+    push_death_error(m, k, item);
+    m->done++;
+    item_failed(m, item);
+  }
+  replace_worker(m, k);
+}
+
+static void on_interrupt(MapRun *m, int sig) {
+  pool_close(m->pool, 1);
+  par_push_error(m->L, "par.map", 0, "interrupted", "got SIG%s while waiting for workers", sigabbrev_np(sig));
+  lua_error(m->L);
 }
 
 static void run(MapRun *m) {
   int k, depth;
-  for (k = 0; k < m->pool->size; k++) start_worker(m, k);
-  for (depth = 1; depth <= AHEAD; depth++) /* round-robin, so every worker gets work */
-    for (k = 0; k < m->pool->size; k++) feed_to(m, k, depth);
+  for (k = 0; k < m->pool->size; k++)
+    if (start_worker(m, k) != 0 && k == 0) fail_to_fork(m); /* go on with the ones we got */
+  for (depth = 1; depth <= m->ahead; depth++) /* round-robin, so every worker gets work */
+    for (k = 0; k < m->pool->size; k++)
+      if (m->pool->workers[k].pid != 0) feed_to(m, k, depth);
   while (m->done < m->n) {
     PoolEvent ev;
-    pool_wait(m->L, m->pool, -1, &ev);
+    pool_wait(m->L, m->pool, pool_until_overdue(m->pool, m->timeout_ns), &ev);
     if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
       on_results(m, ev.worker, ev.payload, ev.len);
     else if (ev.kind == POOL_FRAME)
-      on_error(m, ev.worker, ev.type, ev.payload, ev.len);
+      on_error(m, ev.type, ev.payload, ev.len);
     else if (ev.kind == POOL_EXIT)
       on_exit(m, ev.worker);
+    else if (ev.kind == POOL_INTERRUPT)
+      on_interrupt(m, ev.worker);
+    pool_kill_overdue(m->pool, m->timeout_ns);
   }
   pool_close(m->pool, 0);
 }
@@ -223,17 +329,22 @@ int par_map(lua_State *L) {
   lua_settop(L, 3);
   options_read(L, 3, map_options, &m.opts);
   n = (lua_Integer)lua_rawlen(L, 2);
-  lua_newtable(L);
+  lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
   if (n == 0) return 1;
+  par_check_fork_safe(L, "par.map");
   m.results = lua_gettop(L);
   lua_pushnil(L);
   m.errors = lua_gettop(L);
+  lua_newtable(L);
+  m.attempts = lua_gettop(L);
   size = m.opts.workers > 0 ? m.opts.workers : options_default_workers();
   if (size > n) size = (int)n;
   m.L = L;
   m.n = n;
   m.next = 1;
-  m.task = (WorkerTask){1, 2, m.opts.init};
+  m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
+  m.timeout_ns = (int64_t)(m.opts.timeout * 1e9);
+  m.task = (WorkerTask){1, 2, m.opts.init, m.timeout_ns > 0};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);
   lua_pushnil(L);
   m.leftover_slot = lua_gettop(L);

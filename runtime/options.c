@@ -35,6 +35,13 @@ static void read_option(lua_State *L, int arg, const char *name, ParOptions *o) 
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'on_error' must be \"raise\" or \"collect\" (got %s)",
                                             luaL_tolstring(L, -1, NULL)));
     o->collect = strcmp(mode, "collect") == 0;
+  } else if (strcmp(name, "retries") == 0) {
+    o->retries = check_count(L, arg, name, 0);
+  } else if (strcmp(name, "timeout") == 0) {
+    if (lua_type(L, -1) != LUA_TNUMBER || !(lua_tonumber(L, -1) > 0) || lua_tonumber(L, -1) > 1e9)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option 'timeout' must be a number of seconds > 0 (got %s)",
+                                            luaL_tolstring(L, -1, NULL)));
+    o->timeout = lua_tonumber(L, -1);
   } else if (strcmp(name, "capacity") == 0) {
     o->capacity = check_count(L, arg, name, 1);
   } else if (strcmp(name, "ordered") == 0) {

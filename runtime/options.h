@@ -11,6 +11,8 @@ typedef struct ParOptions {
   int init;          /* stack index of the init function, 0 when none */
   lua_Integer capacity; /* 0: the default */
   int ordered;       /* -1: not given, else 0 or 1 */
+  double timeout;    /* seconds per item, 0 for none */
+  lua_Integer retries;
 } ParOptions;
 
 /*

@@ -15,4 +15,11 @@ int luaopen_par(lua_State *L);
 /* Registers "par" in package.preload and sets the global 'par'. */
 void parlua_openlib(lua_State *L);
 
+/*
+** par refuses to fork a process that has more than one thread: a lock held
+** by another thread at the fork stays locked forever in the worker. An
+** embedder that knows its threads hold no such lock may allow it (1).
+*/
+void parlua_allow_threads(int allow);
+
 #endif

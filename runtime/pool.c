@@ -93,10 +93,12 @@ int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
     errno = saved;
     return -1;
   }
-  w->pid = pid;
+  w->pid = w->last_pid = pid;
   w->cmd = cmd[0];
   w->res = res[0];
   w->status = 0;
+  w->ready = 0;
+  w->killed_for = 0;
   w->in.buf.len = w->in.pos = 0;
   p->progress[k].item = 0;
   return 0;
@@ -105,6 +107,43 @@ int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
 int pool_send(Pool *p, int k, char type, const void *payload, size_t len) {
   if (p->workers[k].pid == 0) return -1;
   return frame_send(p->workers[k].cmd, type, payload, len);
+}
+
+int pool_send_raw(Pool *p, int k, const void *frames, size_t len) {
+  if (p->workers[k].pid == 0) return -1;
+  return proc_write2(p->workers[k].cmd, frames, len, NULL, 0);
+}
+
+/* The item worker k runs and has not been killed for, or 0. */
+static int64_t running_item(Pool *p, int k) {
+  if (p->workers[k].pid == 0 || p->workers[k].killed_for != 0) return 0;
+  return p->progress[k].item;
+}
+
+int pool_until_overdue(Pool *p, int64_t timeout_ns) {
+  int64_t now = par_now_ns(), first = -1;
+  int k;
+  if (timeout_ns == 0) return -1;
+  for (k = 0; k < p->size; k++) {
+    int64_t due;
+    if (running_item(p, k) == 0) continue;
+    due = p->progress[k].started_ns + timeout_ns;
+    if (first < 0 || due < first) first = due;
+  }
+  if (first < 0) return (int)(timeout_ns / 1000000) + 1; /* nothing runs: look again later */
+  return first <= now ? 0 : (int)((first - now + 999999) / 1000000);
+}
+
+void pool_kill_overdue(Pool *p, int64_t timeout_ns) {
+  int64_t now = par_now_ns();
+  int k;
+  if (timeout_ns == 0) return;
+  for (k = 0; k < p->size; k++) {
+    int64_t item = running_item(p, k);
+    if (item == 0 || now - p->progress[k].started_ns < timeout_ns) continue;
+    p->workers[k].killed_for = item;
+    proc_kill(p->workers[k].pid); /* its end of file comes through pool_wait */
+  }
 }
 
 void pool_stop(Pool *p, int k, int kill) {
@@ -133,9 +172,13 @@ void pool_close(Pool *p, int kill) {
 static int take_frame(lua_State *L, Pool *p, int k, PoolEvent *ev) {
   Worker *w = &p->workers[k];
   char err[128];
-  int took = reader_take(&w->in, &ev->type, &ev->payload, &ev->len, err, sizeof err);
-  if (took < 0) luaL_error(L, "bad frame from worker %d: %s", (int)w->pid, err);
-  if (took == 0) return 0;
+  for (;;) {
+    int took = reader_take(&w->in, &ev->type, &ev->payload, &ev->len, err, sizeof err);
+    if (took < 0) luaL_error(L, "bad frame from worker %d: %s", (int)w->pid, err);
+    if (took == 0) return 0;
+    if (ev->type != FRAME_READY) break;
+    w->ready = 1;
+  }
   ev->kind = POOL_FRAME;
   ev->worker = k;
   return 1;
@@ -147,6 +190,7 @@ static void read_worker(lua_State *L, Pool *p, int k, PoolEvent *ev) {
   for (;;) {
     if (reader_fill(&w->in, w->res) <= 0) break;
     if (take_frame(L, p, k, ev)) return;
+    if (!reader_partial(&w->in)) return; /* it only said it is ready */
   }
   /* end of file: the worker is gone, whatever it sent before */
   pool_stop(p, k, 0);
@@ -154,27 +198,74 @@ static void read_worker(lua_State *L, Pool *p, int k, PoolEvent *ev) {
   ev->worker = k;
 }
 
-void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
-  int k, n, ready;
-  ev->kind = POOL_TIMEOUT;
-  for (k = 0; k < p->size; k++)
-    if (p->workers[k].pid != 0 && take_frame(L, p, k, ev)) return;
+/* Polls the live workers' pipes; returns what poll returned, or 0 when none is left. */
+static int poll_workers(Pool *p, int timeout_ms) {
+  int k, n = 0;
+  for (k = 0; k < p->size; k++) {
+    if (p->workers[k].pid == 0) continue;
+    p->fds[n].fd = p->workers[k].res;
+    p->fds[n].events = POLLIN;
+    p->polled[n++] = k;
+  }
+  p->polled_count = n;
+  if (n == 0) return 0;
+  return poll(p->fds, (nfds_t)n, timeout_ms);
+}
+
+/*
+** Blocks in slices of at most INTERRUPT_CHECK_MS so that a signal caught
+** just before poll() is still seen promptly.
+*/
+#define INTERRUPT_CHECK_MS 50
+
+static int poll_interruptibly(Pool *p, int timeout_ms) {
+  int64_t deadline = timeout_ms < 0 ? 0 : par_now_ns() + (int64_t)timeout_ms * 1000000;
+  int ready;
   for (;;) {
-    n = 0;
-    for (k = 0; k < p->size; k++) {
-      if (p->workers[k].pid == 0) continue;
-      p->fds[n].fd = p->workers[k].res;
-      p->fds[n].events = POLLIN;
-      p->polled[n++] = k;
+    int slice = INTERRUPT_CHECK_MS;
+    if (timeout_ms >= 0) {
+      int64_t left = (deadline - par_now_ns() + 999999) / 1000000;
+      if (left < slice) slice = left > 0 ? (int)left : 0;
     }
-    if (n == 0) return;
-    ready = poll(p->fds, (nfds_t)n, timeout_ms);
+    ready = poll_workers(p, slice);
+    if (p->polled_count == 0) return 0;
+    if (proc_interrupted()) return -1;
     if (ready < 0 && errno == EINTR) continue;
+    if (ready != 0 || (timeout_ms >= 0 && par_now_ns() >= deadline)) return ready;
+  }
+}
+
+/* Takes a frame some worker already sent, if there is one. */
+static int take_buffered(lua_State *L, Pool *p, PoolEvent *ev) {
+  int k;
+  for (k = 0; k < p->size; k++)
+    if (p->workers[k].pid != 0 && take_frame(L, p, k, ev)) return 1;
+  return 0;
+}
+
+void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
+  int64_t deadline = par_now_ns() + (int64_t)timeout_ms * 1000000;
+  for (;;) {
+    int k, ready, sig;
+    ev->kind = POOL_TIMEOUT;
+    if (take_buffered(L, p, ev)) return;
+    proc_interrupts_catch();
+    ready = poll_interruptibly(p, timeout_ms);
+    sig = proc_interrupts_release();
+    if (sig != 0) {
+      ev->kind = POOL_INTERRUPT;
+      ev->worker = sig;
+      return;
+    }
     if (ready <= 0) return;
-    for (k = 0; k < n; k++) {
+    for (k = 0; k < p->polled_count; k++) {
       if (p->fds[k].revents == 0) continue;
       read_worker(L, p, p->polled[k], ev);
-      return;
+      if (ev->kind != POOL_TIMEOUT) return;
+    }
+    if (timeout_ms >= 0) {
+      timeout_ms = (int)((deadline - par_now_ns()) / 1000000);
+      if (timeout_ms <= 0) return;
     }
   }
 }

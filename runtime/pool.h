@@ -16,17 +16,24 @@
 
 #include "frame.h"
 
-/* Written by a worker, read by its parent: the item it runs now, 0 when idle. */
+/*
+** Written by a worker, read by its parent: the item it runs now (0 when
+** idle) and, only when the parent enforces a time-out, when it started.
+*/
 typedef struct Progress {
+  volatile int64_t started_ns;
   volatile int64_t item;
 } Progress;
 
 typedef struct Worker {
   pid_t pid; /* 0 once it is gone */
+  pid_t last_pid; /* stays after it is gone, for messages */
   int cmd;   /* parent's end of the command socket */
   int res;   /* parent's end of the result pipe */
   FrameReader in;
   int status; /* wait status once reaped */
+  int ready;  /* it said its init ran */
+  int64_t killed_for; /* the item it was killed for overstaying, or 0 */
 } Worker;
 
 /* What runs in a new worker; it must end with proc_exit. */
@@ -39,13 +46,17 @@ typedef struct Pool {
   Worker *workers;    /* these three arrays have 'size' entries */
   struct pollfd *fds;
   int *polled;        /* which worker each fds entry belongs to */
+  int polled_count;   /* fds entries in use */
 } Pool;
 
-enum PoolEventKind { POOL_FRAME, POOL_EXIT, POOL_TIMEOUT };
+enum PoolEventKind { POOL_FRAME, POOL_EXIT, POOL_TIMEOUT, POOL_INTERRUPT };
+
+/* Sent by a worker once its init has run, so a death before it is init's fault. */
+#define FRAME_READY 'O'
 
 typedef struct PoolEvent {
   enum PoolEventKind kind;
-  int worker;
+  int worker;          /* POOL_INTERRUPT: the signal */
   char type;           /* POOL_FRAME: the frame */
   const char *payload; /* valid until the next pool_wait */
   size_t len;
@@ -60,11 +71,21 @@ int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg);
 /* Sends one frame to worker k; returns 0, or -1 when it is gone. */
 int pool_send(Pool *p, int k, char type, const void *payload, size_t len);
 
+/* Sends frames already laid out in one buffer, in one write. */
+int pool_send_raw(Pool *p, int k, const void *frames, size_t len);
+
 /*
 ** Waits up to timeout_ms (-1: no limit) for the next frame or worker exit.
-** Raises a Lua error for a corrupt frame.
+** A SIGINT or SIGTERM meanwhile ends the wait with POOL_INTERRUPT. Raises
+** a Lua error for a corrupt frame.
 */
 void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev);
+
+/* Milliseconds until the first running item overstays timeout_ns; -1 when timeout_ns is 0. */
+int pool_until_overdue(Pool *p, int64_t timeout_ns);
+
+/* SIGKILLs every worker whose item has run timeout_ns or more, noting it in killed_for. */
+void pool_kill_overdue(Pool *p, int64_t timeout_ns);
 
 /* Ends worker k: closes its pipes, SIGKILLs it if 'kill', reaps it. */
 void pool_stop(Pool *p, int k, int kill);

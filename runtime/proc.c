@@ -156,6 +156,49 @@ void proc_kill(pid_t pid) {
   kill(pid, SIGKILL);
 }
 
+static volatile sig_atomic_t caught_signal;
+static struct sigaction saved_int, saved_term;
+
+static void note_signal(int sig) {
+  caught_signal = sig;
+}
+
+void proc_interrupts_catch(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = note_signal;
+  sigemptyset(&sa.sa_mask);
+  caught_signal = 0;
+  sigaction(SIGINT, &sa, &saved_int);
+  sigaction(SIGTERM, &sa, &saved_term);
+}
+
+int proc_interrupts_release(void) {
+  sigaction(SIGINT, &saved_int, NULL);
+  sigaction(SIGTERM, &saved_term, NULL);
+  return caught_signal;
+}
+
+int proc_interrupted(void) {
+  return caught_signal != 0;
+}
+
+int proc_thread_count(void) {
+  char buf[1024];
+  const char *p;
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), field;
+  ssize_t n;
+  if (fd < 0) return 0;
+  n = proc_read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return 0;
+  buf[n] = '\0';
+  p = strrchr(buf, ')'); /* the command name may hold spaces: skip past it */
+  if (p == NULL) return 0;
+  for (field = 2; field < 20 && p != NULL; field++) p = strchr(p + 1, ' ');
+  return p ? atoi(p + 1) : 0;
+}
+
 void proc_describe_status(int status, char *out, size_t size) {
   if (WIFSIGNALED(status)) {
     int sig = WTERMSIG(status);

@@ -53,6 +53,22 @@ int proc_try_reap(pid_t pid, int *status);
 /* SIGKILLs pid; it still has to be reaped. */
 void proc_kill(pid_t pid);
 
+/*
+** While a parent blocks waiting for its workers, SIGINT and SIGTERM only
+** note that they came: the caller then stops its workers and raises.
+** proc_interrupts_catch installs the handlers (saving the old ones),
+** proc_interrupts_release puts the old ones back and returns the signal
+** that came meanwhile, or 0.
+*/
+void proc_interrupts_catch(void);
+int proc_interrupts_release(void);
+
+/* True once SIGINT or SIGTERM came since proc_interrupts_catch. */
+int proc_interrupted(void);
+
+/* Threads in this process (from /proc/self/stat), or 0 if unknown. */
+int proc_thread_count(void);
+
 /* Formats how a wait status ended a process: "killed by SIGSEGV", "exited with status 3". */
 void proc_describe_status(int status, char *out, size_t size);
 

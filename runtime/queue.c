@@ -4,6 +4,7 @@
 ** results wait in the parent until popped, in completion or push order.
 */
 #include <errno.h>
+#include <signal.h>
 #include <string.h>
 
 #include <lauxlib.h>
@@ -32,7 +33,8 @@ enum {
   UV_BACKLOG,  /* ids waiting for a worker, in push order */
   UV_FAILURE,  /* an init error: the queue is dead */
   UV_NAME,     /* the name errors give: "par.queue", or "par.imap" for imap */
-  UV_COUNT = UV_NAME
+  UV_ATTEMPTS, /* id -> times started, for items that failed and run again */
+  UV_COUNT = UV_ATTEMPTS
 };
 
 typedef struct Queue {
@@ -45,12 +47,14 @@ typedef struct Queue {
   lua_Integer next_in_order;    /* ordered queues: the id pop returns next */
   lua_Integer ready_head, ready_tail;
   lua_Integer backlog_head, backlog_tail;
+  int64_t timeout_ns;           /* per item, 0 for none */
+  lua_Integer retries;
   lua_Integer *sent;            /* AHEAD ids per worker, oldest first */
   int *sent_count;
 } Queue;
 
 static const char *const queue_options[] = {
-  "workers", "init", "capacity", "ordered", "on_error", NULL
+  "workers", "init", "capacity", "ordered", "on_error", "timeout", "retries", NULL
 };
 
 static Queue *check_queue(lua_State *L) {
@@ -85,7 +89,7 @@ static const char *queue_name(lua_State *L) {
 }
 
 static void start_worker(lua_State *L, Queue *q, int k) {
-  WorkerTask task = {0, 0, 0};
+  WorkerTask task = {0, 0, 0, q->timeout_ns > 0};
   int top = lua_gettop(L);
   get_uv(L, UV_FN);
   task.fn = lua_gettop(L);
@@ -161,15 +165,72 @@ static void finish(lua_State *L, Queue *q, lua_Integer id) {
   }
 }
 
+/* Puts id back at the front of the backlog. */
+static void requeue(lua_State *L, Queue *q, lua_Integer id) {
+  lua_pushinteger(L, id);
+  set_in(L, UV_BACKLOG, --q->backlog_head);
+}
+
+/* How many times id has been started so far; negative while a retry waits for its failed result. */
+static lua_Integer attempts_of(lua_State *L, lua_Integer id) {
+  lua_Integer n;
+  get_uv(L, UV_ATTEMPTS);
+  lua_rawgeti(L, -1, id);
+  n = lua_isnil(L, -1) ? 1 : lua_tointeger(L, -1);
+  lua_pop(L, 2);
+  return n;
+}
+
+/* Whether failed item id runs again; counts the attempt. */
+static int may_retry(lua_State *L, Queue *q, lua_Integer id) {
+  lua_Integer attempts = attempts_of(L, id);
+  if (attempts < 0) attempts = -attempts;
+  if (attempts > q->retries) return 0;
+  lua_pushinteger(L, attempts + 1);
+  set_in(L, UV_ATTEMPTS, id);
+  return 1;
+}
+
+/* Clears the mark of a retry waiting for its failed result. */
+static void end_retry_wait(lua_State *L, lua_Integer id) {
+  lua_Integer attempts = attempts_of(L, id);
+  if (attempts >= 0) return;
+  lua_pushinteger(L, -attempts);
+  set_in(L, UV_ATTEMPTS, id);
+}
+
+/* Files the error on top of the stack as id's outcome, with its attempts. */
+static void file_error(lua_State *L, lua_Integer id) {
+  lua_Integer attempts = attempts_of(L, id);
+  if (attempts < 0) attempts = -attempts;
+  if (attempts > 1) {
+    lua_pushinteger(L, attempts);
+    lua_setfield(L, -2, "attempts");
+  }
+  set_in(L, UV_DONE, id);
+}
+
 static void on_results(lua_State *L, Queue *q, int k, const char *payload, size_t len) {
   lua_Integer id;
   if (len < 16) luaL_error(L, "par.queue: short result from a worker");
   id = (lua_Integer)frame_get64(payload);
+  unsend(q, k, id);
+  if (attempts_of(L, id) < 0) { /* it failed and runs again */
+    end_retry_wait(L, id);
+    requeue(L, q, id);
+    return;
+  }
   get_uv(L, UV_RESULTS);
   codec_decode_into(L, lua_gettop(L), id, payload + 16, len - 16);
   lua_pop(L, 1);
-  unsend(q, k, id);
   finish(L, q, id);
+}
+
+/* Makes the error on top of the stack the queue's end: later calls raise it. */
+static void kill_queue(lua_State *L, Queue *q) {
+  lua_setiuservalue(L, 1, UV_FAILURE);
+  pool_close(q->pool, 1);
+  q->stopped = 1;
 }
 
 static void on_error(lua_State *L, Queue *q, char type, const char *payload, size_t len) {
@@ -179,42 +240,71 @@ static void on_error(lua_State *L, Queue *q, char type, const char *payload, siz
   codec_decode(L, payload + 8, len - 8);
   if (type == FRAME_INIT_ERROR) {
     par_make_error(L, queue_name(L), 0, "init");
-    lua_setiuservalue(L, 1, UV_FAILURE);
-    pool_close(q->pool, 1);
-    q->stopped = 1;
+    kill_queue(L, q);
+    return;
+  }
+  if (may_retry(L, q, id)) { /* marked (negative) until its result frame comes */
+    lua_pop(L, 1);
+    lua_pushinteger(L, -attempts_of(L, id));
+    set_in(L, UV_ATTEMPTS, id);
     return;
   }
   par_make_error(L, queue_name(L), id, "error");
-  set_in(L, UV_DONE, id);
+  file_error(L, id);
 }
 
-/* Puts id back at the front of the backlog. */
-static void requeue(lua_State *L, Queue *q, lua_Integer id) {
-  lua_pushinteger(L, id);
-  set_in(L, UV_BACKLOG, --q->backlog_head);
-}
-
-/* A worker died: its running item crashed, the others it held go back. */
-static void on_exit(lua_State *L, Queue *q, int k) {
+/* Which item a dead worker was running: the one it was killed for or said, else its oldest. */
+static lua_Integer dead_item(Queue *q, int k) {
+  Worker *w = &q->pool->workers[k];
   lua_Integer *ids = &q->sent[k * AHEAD];
-  lua_Integer running = (lua_Integer)q->pool->progress[k].item;
+  lua_Integer said = w->killed_for ? w->killed_for : (lua_Integer)q->pool->progress[k].item;
+  int i;
+  for (i = 0; i < q->sent_count[k]; i++)
+    if (ids[i] == said) return said;
+  return w->killed_for ? 0 : ids[0];
+}
+
+static void push_death_error(lua_State *L, Queue *q, int k, lua_Integer id) {
+  Worker *w = &q->pool->workers[k];
   char how[64];
+  if (w->killed_for == id) {
+    par_push_error(L, queue_name(L), id, "timeout", "item %I ran longer than %f s; worker %d killed",
+                   id, (lua_Number)q->timeout_ns / 1e9, (int)w->last_pid);
+    return;
+  }
+  proc_describe_status(w->status, how, sizeof how);
+  par_push_error(L, queue_name(L), id, "crash", "worker %d %s while running item %I",
+                 (int)w->last_pid, how, id);
+}
+
+/* A worker died: its running item failed, the others it held go back. */
+static void on_exit(lua_State *L, Queue *q, int k, int has_init) {
+  Worker *w = &q->pool->workers[k];
+  lua_Integer *ids = &q->sent[k * AHEAD];
+  lua_Integer dead;
   int i;
   if (q->stopped) return;
-  proc_describe_status(q->pool->workers[k].status, how, sizeof how);
-  if (q->sent_count[k] > 0) {
-    lua_Integer crashed = ids[0];
-    for (i = 0; i < q->sent_count[k]; i++)
-      if (ids[i] == running) crashed = running;
-    for (i = q->sent_count[k] - 1; i >= 0; i--)
-      if (ids[i] != crashed) requeue(L, q, ids[i]);
-    par_push_error(L, queue_name(L), crashed, "crash", "worker %d %s while running item %I",
-                   (int)q->pool->workers[k].pid, how, crashed);
-    set_in(L, UV_DONE, crashed);
-    finish(L, q, crashed);
+  if (has_init && !w->ready) {
+    char how[64];
+    proc_describe_status(w->status, how, sizeof how);
+    par_push_error(L, queue_name(L), 0, "init", "worker %d %s while running init", (int)w->last_pid, how);
+    kill_queue(L, q);
+    return;
+  }
+  dead = q->sent_count[k] > 0 ? dead_item(q, k) : 0;
+  for (i = q->sent_count[k] - 1; i >= 0; i--) {
+    end_retry_wait(L, ids[i]); /* a failed one runs again anyway */
+    if (ids[i] != dead) requeue(L, q, ids[i]);
+  }
+  q->sent_count[k] = 0;
+  if (dead != 0 && may_retry(L, q, dead)) {
+    requeue(L, q, dead); /* first in line, so the fresh worker takes it */
+  } else if (dead != 0) {
+    push_death_error(L, q, k, dead);
+    file_error(L, dead);
+    finish(L, q, dead);
   }
   start_worker(L, q, k);
-  dispatch(L, q);
 }
 
 /* Stops the workers once a closed queue has nothing left to run. */
@@ -225,22 +315,44 @@ static void stop_if_done(Queue *q) {
   }
 }
 
+static int has_init(lua_State *L) {
+  int yes = lua_getiuservalue(L, 1, UV_INIT) != LUA_TNIL;
+  lua_pop(L, 1);
+  return yes;
+}
+
 /* Raises the init failure, if the queue has one. */
 static void check_failure(lua_State *L) {
   if (lua_getiuservalue(L, 1, UV_FAILURE) != LUA_TNIL) lua_error(L);
   lua_pop(L, 1);
 }
 
+static void on_interrupt(lua_State *L, Queue *q, int sig) {
+  par_push_error(L, queue_name(L), 0, "interrupted", "got SIG%s while waiting for workers",
+                 sigabbrev_np(sig));
+  kill_queue(L, q);
+}
+
+/* The shorter of the caller's wait and the time to the next item time-out. */
+static int wait_limit(Queue *q, int timeout_ms) {
+  int overdue = pool_until_overdue(q->pool, q->timeout_ns);
+  if (overdue < 0) return timeout_ms;
+  return (timeout_ms < 0 || overdue < timeout_ms) ? overdue : timeout_ms;
+}
+
 /* Waits up to timeout_ms for one event from the workers and takes it in. */
 static void take_event(lua_State *L, Queue *q, int timeout_ms) {
   PoolEvent ev;
-  pool_wait(L, q->pool, timeout_ms, &ev);
+  pool_wait(L, q->pool, wait_limit(q, timeout_ms), &ev);
   if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
     on_results(L, q, ev.worker, ev.payload, ev.len);
   else if (ev.kind == POOL_FRAME)
     on_error(L, q, ev.type, ev.payload, ev.len);
   else if (ev.kind == POOL_EXIT)
-    on_exit(L, q, ev.worker);
+    on_exit(L, q, ev.worker, has_init(L));
+  else if (ev.kind == POOL_INTERRUPT)
+    on_interrupt(L, q, ev.worker);
+  pool_kill_overdue(q->pool, q->timeout_ns);
   check_failure(L);
   dispatch(L, q);
   stop_if_done(q);
@@ -416,7 +528,8 @@ static Queue *new_queue(lua_State *L, int size) {
   q->sent_count = (int *)(q->sent + (size_t)size * AHEAD);
   q->next_in_order = q->ready_head = q->ready_tail = q->backlog_head = q->backlog_tail = 1;
   set_queue_metatable(L);
-  for (uv = UV_PAYLOADS; uv <= UV_BACKLOG; uv++) {
+  for (uv = UV_PAYLOADS; uv <= UV_ATTEMPTS; uv++) {
+    if (uv == UV_FAILURE || uv == UV_NAME) continue;
     lua_newtable(L);
     lua_setiuservalue(L, -2, uv);
   }
@@ -432,11 +545,14 @@ int par_queue(lua_State *L) {
   par_check_callable(L, 1);
   lua_settop(L, 3);
   options_read(L, 2, queue_options, &o);
+  par_check_fork_safe(L, "par.queue");
   size = o.workers > 0 ? o.workers : options_default_workers();
   q = new_queue(L, size);
   q->capacity = o.capacity > 0 ? (int)o.capacity : 4 * size;
   q->ordered = o.ordered == 1;
   q->collect = o.collect;
+  q->timeout_ns = (int64_t)(o.timeout * 1e9);
+  q->retries = o.retries;
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, UV_FN);
   if (lua_type(L, 3) == LUA_TSTRING) lua_pushvalue(L, 3); /* from par.imap */

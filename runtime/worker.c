@@ -69,6 +69,7 @@ typedef struct RangeRun {
   Buffer *out;
   const char *item;
   size_t item_len;
+  int stamp;
 } RangeRun;
 
 /* Appends the result of item r->next (the value on top, or null) to the JSON array. */
@@ -90,6 +91,7 @@ static void add_result(lua_State *L, RangeRun *r, int ok) {
 static int run_items(lua_State *L) {
   RangeRun *r = lua_touserdata(L, 1);
   for (; r->next <= r->hi; r->next++) {
+    if (r->stamp) r->progress->started_ns = par_now_ns();
     r->progress->item = r->next;
     lua_pushvalue(L, 2);
     if (r->item != NULL) codec_decode(L, r->item, r->item_len);
@@ -101,18 +103,31 @@ static int run_items(lua_State *L) {
   return 0;
 }
 
+#define UNSENT_MAX (256 * 1024)
+
+/* Result frames not sent yet: they go out when the worker would wait for work. */
+static Buffer unsent;
+
+static void send_results(int res) {
+  if (unsent.len == 0) return;
+  fflush(NULL); /* whatever fn printed comes out before its results */
+  send_or_exit(res, &unsent);
+  unsent.len = 0;
+}
+
+/* Runs items lo..hi and adds their results frame to the unsent ones. */
 static void run_range(lua_State *L, const WorkerTask *t, int msgh, int res,
                       Progress *progress, lua_Integer lo, lua_Integer hi,
                       const char *item, size_t item_len) {
-  static Buffer out;
-  RangeRun r = {res, progress, lo, lo, hi, &out, item, item_len};
+  Buffer *out = &unsent;
+  RangeRun r = {res, progress, lo, lo, hi, out, item, item_len, t->stamp};
   int64_t start = par_now_ns();
-  out.len = 0;
-  if (frame_begin(&out, FRAME_RESULTS) != 0 || buffer_reserve(&out, 17) != 0)
+  size_t frame = out->len;
+  if (frame_begin(out, FRAME_RESULTS) != 0 || buffer_reserve(out, 17) != 0)
     proc_exit(1);
-  frame_put64(out.data + out.len, (uint64_t)lo);
-  out.len += 16; /* lo, then the elapsed time filled in below */
-  out.data[out.len++] = '[';
+  frame_put64(out->data + out->len, (uint64_t)lo);
+  out->len += 16; /* lo, then the elapsed time filled in below */
+  out->data[out->len++] = '[';
   while (r.next <= r.hi) {
     lua_pushcfunction(L, run_items);
     lua_pushlightuserdata(L, &r);
@@ -127,11 +142,9 @@ static void run_range(lua_State *L, const WorkerTask *t, int msgh, int res,
     }
   }
   progress->item = 0;
-  if (buffer_append(&out, "]", 1) != 0) proc_exit(1);
-  frame_put64(out.data + FRAME_HEADER + 8, (uint64_t)(par_now_ns() - start));
-  frame_finish(&out, 0);
-  fflush(NULL); /* whatever fn printed comes out before par.map returns */
-  send_or_exit(res, &out);
+  if (buffer_append(out, "]", 1) != 0) proc_exit(1);
+  frame_put64(out->data + frame + FRAME_HEADER + 8, (uint64_t)(par_now_ns() - start));
+  frame_finish(out, frame);
 }
 
 static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
@@ -140,6 +153,7 @@ static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
     send_error(L, res, FRAME_INIT_ERROR, 0);
     proc_exit(1);
   }
+  if (frame_send(res, FRAME_READY, NULL, 0) != 0) proc_exit(1);
 }
 
 void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task) {
@@ -147,6 +161,7 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
   FrameReader in = {{NULL, 0, 0}, 0};
   int msgh;
   worker_depth++;
+  unsent.len = 0; /* forked from a worker, it would hold its parent's results */
   lua_pushcfunction(L, worker_capture_error);
   msgh = lua_gettop(L);
   if (t->init != 0) run_init(L, t, msgh, res);
@@ -154,7 +169,10 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
     char type, err[128];
     const char *payload;
     size_t len;
-    int got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
+    /* jobs already here run first; results go out in one write before waiting */
+    int got = reader_take(&in, &type, &payload, &len, err, sizeof err);
+    if (got == 0 || unsent.len >= UNSENT_MAX) send_results(res);
+    if (got == 0) got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
     if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */
     if (type == FRAME_JOB && len == 16) {
       run_range(L, t, msgh, res, progress, (lua_Integer)frame_get64(payload),

@@ -20,6 +20,7 @@ typedef struct WorkerTask {
   int fn;   /* absolute stack indices in the forked state */
   int list; /* 0 when items arrive encoded (a queue) */
   int init; /* 0 when there is no init */
+  int stamp; /* write each item's start time to its Progress (for time-outs) */
 } WorkerTask;
 
 /* Non-zero in a process that is a worker. */

@@ -271,6 +271,7 @@ describe("process hygiene", function()
   end)
 
   it("leaves no descriptor open after 1,000 calls", function()
+    helpers.settle()
     local before = helpers.fd_count()
     for _ = 1, 1000 do par.map(square, {1, 2}) end
     assert.are.equal(before, helpers.fd_count())
