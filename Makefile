@@ -55,6 +55,24 @@ $(B)/san/codec_test: tests/codec_test.c runtime/buffer.c runtime/codec.c
 	mkdir -p $(B)/san
 	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
 
+# The host, module and all, built again with AddressSanitizer and UBSan.
+SAN_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/san/%.o) $(B)/san/lualib.o $(B)/san/host.o
+
+$(B)/san/%.o: runtime/%.c $(HEADERS)
+	@mkdir -p $(B)/san
+	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
+
+$(B)/san/lualib.o: $(B)/lualib.c
+	@mkdir -p $(B)/san
+	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
+
+$(B)/san/parlua: $(SAN_OBJ)
+	clang $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+
+check-san: $(B)/san/parlua
+	PARLUA_LUA=$(B)/san/parlua PARLUA_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  $(B)/san/parlua $(BUSTED) tests
+
 check-c: $(B)/codec_test $(B)/san/codec_test
 	$(B)/codec_test
 	$(B)/san/codec_test
@@ -63,7 +81,7 @@ check-lua: all
 	PARLUA_LUA=$(B)/parlua $(B)/parlua $(BUSTED) tests
 	PARLUA_LUA=$(LUA) LUA_CPATH='$(B)/?.so;;' $(LUA) $(BUSTED) tests
 
-check: check-c check-lua
+check: check-c check-lua check-san
 
 test: deps-test
 	$(MAKE) all

@@ -68,13 +68,24 @@ function par.imap(fn, source, opts)
     local list = source
     work = function(i) return fn(list[i]) end
   end
-  local q = core.queue(work, qopts, "par.imap")
+  -- the queue checks the options; its messages are reworded for imap
+  local made, q = pcall(core.queue, work, qopts, "par.imap")
+  if not made then
+    error((tostring(q):gsub("^.-bad argument #2 to '[^']*'", "bad argument #3 to 'imap'")), 2)
+  end
   local limit = q:capacity()
   local exhausted = false
+  local function push(item)
+    local ok, err = pcall(q.push, q, item)
+    if not ok then
+      error(("par.imap: source item %d: %s"):format(q:pending() + 1,
+        (tostring(err):gsub("^.-bad argument #%d to '[^']*' %((.*)%)$", "%1"))), 3)
+    end
+  end
   local function step()
     while not exhausted and q:pending() < limit do
       local more, item = next_item()
-      if more then q:push(item) else exhausted = true; q:close() end
+      if more then push(item) else exhausted = true; q:close() end
     end
     return q:pop()
   end

@@ -11,6 +11,13 @@ Pipeline.__name = "par.Pipeline"
 -- Adds a parallel stage: fn runs on every item in a worker; a nil result
 -- drops the item. opts as for par.imap (workers, init, capacity, ordered).
 function Pipeline:map(fn, opts)
+  local mt = getmetatable(fn)
+  if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then
+    error(("bad argument #1 to 'map' (function expected, got %s)"):format(type(fn)), 2)
+  end
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #2 to 'map' (table expected, got %s)"):format(type(opts)), 2)
+  end
   local stages = {table.unpack(self.stages)}
   stages[#stages + 1] = {fn = fn, opts = opts}
   return setmetatable({source = self.source, stages = stages}, Pipeline)
@@ -32,8 +39,15 @@ end
 function Pipeline:run()
   local upstream = self.source
   local queues = {}
+  local function stop_all()
+    for i = #queues, 1, -1 do getmetatable(queues[i]).__close(queues[i]) end
+  end
   for _, stage in ipairs(self.stages) do
-    local iter, state, control, q = par.imap(stage.fn, upstream, stage.opts)
+    local ok, iter, state, control, q = pcall(par.imap, stage.fn, upstream, stage.opts)
+    if not ok then
+      stop_all() -- a stage that cannot start takes the ones before it down
+      error(iter, 2)
+    end
     queues[#queues + 1] = q
     upstream = values_of(iter, state, control, q)
   end
@@ -42,9 +56,7 @@ function Pipeline:run()
     upstream = function() i = i + 1; return list[i] end
   end
   -- leaving the loop early (break, error) stops every stage's workers
-  local closer = setmetatable({}, {__close = function()
-    for i = #queues, 1, -1 do getmetatable(queues[i]).__close(queues[i]) end
-  end})
+  local closer = setmetatable({}, {__close = stop_all})
   return upstream, nil, nil, closer
 end
 

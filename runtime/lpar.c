@@ -81,6 +81,18 @@ void par_check_fork_safe(lua_State *L, const char *fn) {
                   "from C if every thread is safe to fork", fn, threads);
 }
 
+/* Longer waits than this (about 31 years) mean no deadline at all. */
+#define FOREVER_SECONDS 1e9
+
+int64_t par_deadline(lua_State *L, int arg) {
+  lua_Number seconds;
+  if (lua_isnoneornil(L, arg)) return -1;
+  seconds = luaL_checknumber(L, arg);
+  luaL_argcheck(L, seconds >= 0, arg, "timeout must be a number of seconds >= 0");
+  if (seconds >= FOREVER_SECONDS) return -1;
+  return par_now_ns() + (int64_t)(seconds * 1e9);
+}
+
 void par_check_callable(lua_State *L, int arg) {
   if (lua_type(L, arg) == LUA_TFUNCTION) return;
   if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
@@ -88,6 +100,24 @@ void par_check_callable(lua_State *L, int arg) {
     return;
   }
   luaL_typeerror(L, arg, "function");
+}
+
+void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction release, int closable) {
+  if (luaL_newmetatable(L, name)) {
+    if (methods != NULL) {
+      lua_newtable(L);
+      luaL_setfuncs(L, methods, 0);
+      lua_setfield(L, -2, "__index");
+    }
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__gc");
+    if (closable) {
+      lua_pushcfunction(L, release);
+      lua_setfield(L, -2, "__close");
+    }
+  }
+  lua_setmetatable(L, -2);
 }
 
 static int buffer_gc(lua_State *L) {
@@ -98,13 +128,7 @@ static int buffer_gc(lua_State *L) {
 Buffer *par_push_buffer(lua_State *L) {
   Buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
   memset(b, 0, sizeof *b);
-  if (luaL_newmetatable(L, "par.Buffer")) {
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, buffer_gc);
-    lua_setfield(L, -2, "__gc");
-  }
-  lua_setmetatable(L, -2);
+  par_set_class(L, "par.Buffer", NULL, buffer_gc, 1);
   lua_toclose(L, -1);
   return b;
 }

@@ -2,7 +2,10 @@
 #ifndef PARLUA_LPAR_H
 #define PARLUA_LPAR_H
 
+#include <stdint.h>
+
 #include <lua.h>
+#include <lauxlib.h>
 
 #include "buffer.h"
 
@@ -26,8 +29,22 @@ void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char 
 */
 void par_check_fork_safe(lua_State *L, const char *fn);
 
+/*
+** Reads an optional time-out in seconds at arg and returns its deadline on
+** the par_now_ns clock, or -1 for none (nil, or math.huge and the like).
+*/
+int64_t par_deadline(lua_State *L, int arg);
+
 /* Raises a bad argument error unless the value at arg can be called. */
 void par_check_callable(lua_State *L, int arg);
+
+/*
+** Gives the userdata on top of the stack the metatable 'name', made on
+** first use: methods (or NULL) as __index, 'release' as __gc and, when
+** 'closable', as __close too.
+*/
+void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction release, int closable);
 
 /* Pushes an empty Buffer marked to-be-closed: freed however the call ends. */
 Buffer *par_push_buffer(lua_State *L);

@@ -2,21 +2,15 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
 
+#include "lpar.h"
 #include "pool.h"
 #include "proc.h"
 
 #define POOL_METATABLE "par.Pool"
-
-int64_t par_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 static int pool_gc(lua_State *L) {
   Pool *p = luaL_checkudata(L, 1, POOL_METATABLE);
@@ -40,13 +34,7 @@ Pool *pool_new(lua_State *L, int size) {
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);
-  if (luaL_newmetatable(L, POOL_METATABLE)) {
-    lua_pushcfunction(L, pool_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, pool_gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
+  par_set_class(L, POOL_METATABLE, NULL, pool_gc, 1);
   shared = mmap(NULL, (size_t)size * sizeof(Progress), PROT_READ | PROT_WRITE,
                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (shared == MAP_FAILED) luaL_error(L, "cannot map worker progress: %s", strerror(errno));
@@ -198,8 +186,8 @@ static void read_worker(lua_State *L, Pool *p, int k, PoolEvent *ev) {
   ev->worker = k;
 }
 
-/* Polls the live workers' pipes; returns what poll returned, or 0 when none is left. */
-static int poll_workers(Pool *p, int timeout_ms) {
+/* Lays out the live workers' result pipes for poll; returns how many. */
+static int poll_list(Pool *p) {
   int k, n = 0;
   for (k = 0; k < p->size; k++) {
     if (p->workers[k].pid == 0) continue;
@@ -207,32 +195,7 @@ static int poll_workers(Pool *p, int timeout_ms) {
     p->fds[n].events = POLLIN;
     p->polled[n++] = k;
   }
-  p->polled_count = n;
-  if (n == 0) return 0;
-  return poll(p->fds, (nfds_t)n, timeout_ms);
-}
-
-/*
-** Blocks in slices of at most INTERRUPT_CHECK_MS so that a signal caught
-** just before poll() is still seen promptly.
-*/
-#define INTERRUPT_CHECK_MS 50
-
-static int poll_interruptibly(Pool *p, int timeout_ms) {
-  int64_t deadline = timeout_ms < 0 ? 0 : par_now_ns() + (int64_t)timeout_ms * 1000000;
-  int ready;
-  for (;;) {
-    int slice = INTERRUPT_CHECK_MS;
-    if (timeout_ms >= 0) {
-      int64_t left = (deadline - par_now_ns() + 999999) / 1000000;
-      if (left < slice) slice = left > 0 ? (int)left : 0;
-    }
-    ready = poll_workers(p, slice);
-    if (p->polled_count == 0) return 0;
-    if (proc_interrupted()) return -1;
-    if (ready < 0 && errno == EINTR) continue;
-    if (ready != 0 || (timeout_ms >= 0 && par_now_ns() >= deadline)) return ready;
-  }
+  return n;
 }
 
 /* Takes a frame some worker already sent, if there is one. */
@@ -244,28 +207,25 @@ static int take_buffered(lua_State *L, Pool *p, PoolEvent *ev) {
 }
 
 void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
-  int64_t deadline = par_now_ns() + (int64_t)timeout_ms * 1000000;
+  int64_t deadline = timeout_ms < 0 ? -1 : par_now_ns() + (int64_t)timeout_ms * 1000000;
   for (;;) {
-    int k, ready, sig;
+    int k, n, ready, sig;
     ev->kind = POOL_TIMEOUT;
     if (take_buffered(L, p, ev)) return;
-    proc_interrupts_catch();
-    ready = poll_interruptibly(p, timeout_ms);
-    sig = proc_interrupts_release();
+    n = poll_list(p);
+    if (n == 0) return;
+    ready = proc_poll(p->fds, n, deadline, &sig);
     if (sig != 0) {
       ev->kind = POOL_INTERRUPT;
       ev->worker = sig;
       return;
     }
-    if (ready <= 0) return;
-    for (k = 0; k < p->polled_count; k++) {
+    if (ready < 0) luaL_error(L, "par: cannot wait for workers: %s", strerror(errno));
+    if (ready == 0) return;
+    for (k = 0; k < n; k++) {
       if (p->fds[k].revents == 0) continue;
       read_worker(L, p, p->polled[k], ev);
       if (ev->kind != POOL_TIMEOUT) return;
-    }
-    if (timeout_ms >= 0) {
-      timeout_ms = (int)((deadline - par_now_ns()) / 1000000);
-      if (timeout_ms <= 0) return;
     }
   }
 }

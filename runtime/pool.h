@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "frame.h"
+#include "proc.h"
 
 /*
 ** Written by a worker, read by its parent: the item it runs now (0 when
@@ -46,7 +47,6 @@ typedef struct Pool {
   Worker *workers;    /* these three arrays have 'size' entries */
   struct pollfd *fds;
   int *polled;        /* which worker each fds entry belongs to */
-  int polled_count;   /* fds entries in use */
 } Pool;
 
 enum PoolEventKind { POOL_FRAME, POOL_EXIT, POOL_TIMEOUT, POOL_INTERRUPT };
@@ -92,7 +92,5 @@ void pool_stop(Pool *p, int k, int kill);
 
 /* Ends every worker still running. */
 void pool_close(Pool *p, int kill);
-
-int64_t par_now_ns(void);
 
 #endif

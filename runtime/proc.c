@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "proc.h"
@@ -138,6 +140,106 @@ int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen) 
   return 0;
 }
 
+
+/* A connected close-on-exec SOCK_SEQPACKET pair; returns 0 or -1 with errno set. */
+int proc_seqpacket_pair(int fds[2]) {
+  return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
+}
+
+/*
+** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
+** copy of that descriptor. Blocks while the queue is full, retries on
+** EINTR, never raises SIGPIPE. Returns 0 or -1 with errno set.
+*/
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd) {
+  union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(int))];
+  } control;
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = (size_t)count;
+  if (pass_fd >= 0) {
+    struct cmsghdr *c;
+    memset(&control, 0, sizeof control);
+    msg.msg_control = control.space;
+    msg.msg_controllen = sizeof control.space;
+    c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+  }
+  for (;;) {
+    if (sendmsg(fd, &msg, MSG_NOSIGNAL) >= 0) return 0;
+    if (errno != EINTR) return -1;
+  }
+}
+
+/*
+** Receives one datagram into buf[0 .. size), retrying on EINTR; 'flags' is
+** 0 or MSG_DONTWAIT. A passed descriptor arrives close-on-exec in *passed,
+** else *passed is -1. *lost is set when the datagram or its descriptor did
+** not fit (at the descriptor limit). Returns the datagram's length, 0 at
+** end of file, or -1 with errno set.
+*/
+ssize_t proc_recv_datagram(int fd, void *buf, size_t size, int flags,
+                                  int *passed, int *lost) {
+  union {
+    struct cmsghdr align;
+    char space[CMSG_SPACE(sizeof(int))];
+  } control;
+  struct iovec iov = {buf, size};
+  struct msghdr msg;
+  struct cmsghdr *c;
+  ssize_t n;
+  do {
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.space;
+    msg.msg_controllen = sizeof control.space;
+    n = recvmsg(fd, &msg, flags | MSG_CMSG_CLOEXEC);
+  } while (n < 0 && errno == EINTR);
+  *passed = -1;
+  *lost = n >= 0 && (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0;
+  if (n < 0) return n;
+  for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+      memcpy(passed, CMSG_DATA(c), sizeof(int));
+  return n;
+}
+
+/* A close-on-exec memfd holding data[0 .. len); returns it, or -1 with errno set. */
+int proc_memfd_with(const char *name, const void *data, size_t len) {
+  int fd = memfd_create(name, MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  if (proc_write2(fd, data, len, NULL, 0) != 0) {
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+/* Reads exactly len bytes from offset 0 of fd, retrying on EINTR; 0, or -1 with errno set. */
+int proc_pread_all(int fd, char *buf, size_t len) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t got = pread(fd, buf + done, len - done, (off_t)done);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) {
+      if (got == 0) errno = EIO; /* shorter than its header said */
+      return -1;
+    }
+    done += (size_t)got;
+  }
+  return 0;
+}
+
 int proc_reap(pid_t pid) {
   int status;
   pid_t r;
@@ -156,31 +258,59 @@ void proc_kill(pid_t pid) {
   kill(pid, SIGKILL);
 }
 
+int64_t par_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static volatile sig_atomic_t caught_signal;
-static struct sigaction saved_int, saved_term;
 
 static void note_signal(int sig) {
   caught_signal = sig;
 }
 
-void proc_interrupts_catch(void) {
+/* Catches sig for a wait, unless it is ignored (as SIGINT is in workers). */
+static void catch_signal(int sig, struct sigaction *saved) {
   struct sigaction sa;
+  sigaction(sig, NULL, saved);
+  if (saved->sa_handler == SIG_IGN) return;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = note_signal;
   sigemptyset(&sa.sa_mask);
-  caught_signal = 0;
-  sigaction(SIGINT, &sa, &saved_int);
-  sigaction(SIGTERM, &sa, &saved_term);
+  sigaction(sig, &sa, NULL);
 }
 
-int proc_interrupts_release(void) {
+/* A signal caught just before poll() would wait that long: poll in slices. */
+#define INTERRUPT_CHECK_MS 50
+
+static int slice_ms(int64_t deadline) {
+  int64_t left;
+  if (deadline < 0) return INTERRUPT_CHECK_MS;
+  left = (deadline - par_now_ns() + 999999) / 1000000;
+  if (left <= 0) return 0;
+  return left < INTERRUPT_CHECK_MS ? (int)left : INTERRUPT_CHECK_MS;
+}
+
+int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig) {
+  struct sigaction saved_int, saved_term;
+  int ready;
+  caught_signal = 0;
+  catch_signal(SIGINT, &saved_int);
+  catch_signal(SIGTERM, &saved_term);
+  for (;;) {
+    ready = poll(fds, (nfds_t)count, slice_ms(deadline));
+    if (caught_signal != 0) {
+      ready = -1;
+      break;
+    }
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready != 0 || (deadline >= 0 && par_now_ns() >= deadline)) break;
+  }
   sigaction(SIGINT, &saved_int, NULL);
   sigaction(SIGTERM, &saved_term, NULL);
-  return caught_signal;
-}
-
-int proc_interrupted(void) {
-  return caught_signal != 0;
+  *sig = caught_signal;
+  return ready;
 }
 
 int proc_thread_count(void) {

@@ -6,8 +6,11 @@
 #ifndef PARLUA_PROC_H
 #define PARLUA_PROC_H
 
+#include <poll.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /*
 ** Flushes every stdio stream, then forks. In the child: private
@@ -37,6 +40,32 @@ int proc_keep_private(int fd);
 /* Closes fd and forgets it if it was private. */
 void proc_close(int fd);
 
+/* A connected close-on-exec SOCK_SEQPACKET pair; returns 0 or -1 with errno set. */
+int proc_seqpacket_pair(int fds[2]);
+
+/*
+** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
+** copy of that descriptor. Blocks while the queue is full, retries on
+** EINTR, never raises SIGPIPE. Returns 0 or -1 with errno set.
+*/
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd);
+
+/*
+** Receives one datagram into buf[0 .. size), retrying on EINTR; 'flags' is
+** 0 or MSG_DONTWAIT. A passed descriptor arrives close-on-exec in *passed,
+** else *passed is -1. *lost is set when the datagram or its descriptor did
+** not fit (at the descriptor limit). Returns the datagram's length, 0 at
+** end of file, or -1 with errno set.
+*/
+ssize_t proc_recv_datagram(int fd, void *buf, size_t size, int flags,
+                                  int *passed, int *lost);
+
+/* A close-on-exec memfd holding data[0 .. len); returns it, or -1 with errno set. */
+int proc_memfd_with(const char *name, const void *data, size_t len);
+
+/* Reads exactly len bytes from offset 0 of fd, retrying on EINTR; 0, or -1 with errno set. */
+int proc_pread_all(int fd, char *buf, size_t len);
+
 /* Reads up to n bytes, retrying on EINTR; returns like read(). */
 ssize_t proc_read(int fd, void *buf, size_t n);
 
@@ -53,18 +82,18 @@ int proc_try_reap(pid_t pid, int *status);
 /* SIGKILLs pid; it still has to be reaped. */
 void proc_kill(pid_t pid);
 
-/*
-** While a parent blocks waiting for its workers, SIGINT and SIGTERM only
-** note that they came: the caller then stops its workers and raises.
-** proc_interrupts_catch installs the handlers (saving the old ones),
-** proc_interrupts_release puts the old ones back and returns the signal
-** that came meanwhile, or 0.
-*/
-void proc_interrupts_catch(void);
-int proc_interrupts_release(void);
+/* Monotonic nanoseconds: the clock of every deadline in par. */
+int64_t par_now_ns(void);
 
-/* True once SIGINT or SIGTERM came since proc_interrupts_catch. */
-int proc_interrupted(void);
+/*
+** Polls fds until one is ready (returns how many), the deadline on the
+** par_now_ns clock passes (0; -1 means none), or SIGINT or SIGTERM comes
+** (-1, the signal in *sig). Only during this wait do those signals merely
+** get noted (unless ignored, as SIGINT is in workers): the caller then
+** stops what it waits for and raises. A poll error other than EINTR is
+** returned as -1 with *sig = 0.
+*/
+int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 
 /* Threads in this process (from /proc/self/stat), or 0 if unknown. */
 int proc_thread_count(void);

@@ -429,30 +429,35 @@ static int deliver(lua_State *L, Queue *q, lua_Integer id) {
   return 3;
 }
 
+/* Milliseconds left before deadline, at least 0; -1 for no deadline. */
+static int ms_left(int64_t deadline) {
+  int64_t left;
+  if (deadline < 0) return -1;
+  left = deadline - par_now_ns();
+  return left <= 0 ? 0 : (int)((left + 999999) / 1000000);
+}
+
 static int queue_pop(lua_State *L) {
   Queue *q = check_queue(L);
-  double timeout = luaL_optnumber(L, 2, -1);
-  int64_t deadline = timeout < 0 ? 0 : par_now_ns() + (int64_t)(timeout * 1e9);
+  int64_t deadline = par_deadline(L, 2);
+  int looked = 0;
   lua_settop(L, 1);
   for (;;) {
     lua_Integer id = poppable(L, q);
-    int wait_ms = -1;
     if (id != 0) return deliver(L, q, id);
     check_failure(L);
     if (q->popped == q->pushed) {
       if (q->closed) return 0;
-      if (timeout < 0) return luaL_error(L, "par.queue: pop on an open queue with nothing pushed would wait forever");
+      if (deadline < 0)
+        return luaL_error(L, "par.queue: pop on an open queue with nothing left to pop would wait forever");
     }
-    if (timeout >= 0) {
-      int64_t left = deadline - par_now_ns();
-      if (left <= 0) {
-        lua_pushnil(L);
-        lua_pushliteral(L, "timeout");
-        return 2;
-      }
-      wait_ms = (int)((left + 999999) / 1000000);
+    if (looked && ms_left(deadline) == 0) {
+      lua_pushnil(L);
+      lua_pushliteral(L, "timeout");
+      return 2;
     }
-    take_event(L, q, wait_ms);
+    take_event(L, q, ms_left(deadline)); /* even a zero time-out takes in what is there */
+    looked = 1;
   }
 }
 
@@ -507,18 +512,6 @@ static const luaL_Reg queue_methods[] = {
   {NULL, NULL}
 };
 
-static void set_queue_metatable(lua_State *L) {
-  if (luaL_newmetatable(L, QUEUE_METATABLE)) {
-    luaL_newlib(L, queue_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, queue_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, queue_gc);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-}
-
 static Queue *new_queue(lua_State *L, int size) {
   size_t bytes = sizeof(Queue) + (size_t)size * (AHEAD * sizeof(lua_Integer) + sizeof(int));
   Queue *q = lua_newuserdatauv(L, bytes, UV_COUNT);
@@ -527,7 +520,7 @@ static Queue *new_queue(lua_State *L, int size) {
   q->sent = (lua_Integer *)(q + 1);
   q->sent_count = (int *)(q->sent + (size_t)size * AHEAD);
   q->next_in_order = q->ready_head = q->ready_tail = q->backlog_head = q->backlog_tail = 1;
-  set_queue_metatable(L);
+  par_set_class(L, QUEUE_METATABLE, queue_methods, queue_gc, 1);
   for (uv = UV_PAYLOADS; uv <= UV_ATTEMPTS; uv++) {
     if (uv == UV_FAILURE || uv == UV_NAME) continue;
     lua_newtable(L);

@@ -29,8 +29,7 @@ static void send_or_exit(int res, Buffer *b) {
   if (proc_write2(res, b->data, b->len, NULL, 0) != 0) proc_exit(1); /* parent gone */
 }
 
-/* Sends the error table on top of the stack, dropping 'value' if it can't travel. */
-static void send_error(lua_State *L, int res, char type, lua_Integer index) {
+void worker_send_error(lua_State *L, int res, char type, lua_Integer index) {
   static Buffer b;
   char err[256];
   size_t mark;
@@ -49,12 +48,11 @@ static void send_error(lua_State *L, int res, char type, lua_Integer index) {
   send_or_exit(res, &b);
 }
 
-/* Sends a result that could not be encoded as that item's error. */
-static void send_encode_error(lua_State *L, int res, lua_Integer index, const char *why) {
+void worker_send_encode_error(lua_State *L, int res, lua_Integer index, const char *why) {
   lua_createtable(L, 0, 1);
   lua_pushstring(L, why);
   lua_setfield(L, -2, "message");
-  send_error(L, res, FRAME_ERROR, index);
+  worker_send_error(L, res, FRAME_ERROR, index);
   lua_pop(L, 1);
 }
 
@@ -81,7 +79,7 @@ static void add_result(lua_State *L, RangeRun *r, int ok) {
   if (ok && codec_encode(L, -1, r->out, "result", err, sizeof err) == 0) return;
   r->out->len = mark;
   if (buffer_append(r->out, "null", 4) != 0) proc_exit(1);
-  if (ok) send_encode_error(L, r->res, r->next, err);
+  if (ok) worker_send_encode_error(L, r->res, r->next, err);
 }
 
 /*
@@ -135,7 +133,7 @@ static void run_range(lua_State *L, const WorkerTask *t, int msgh, int res,
     if (t->list != 0) lua_pushvalue(L, t->list);
     else lua_pushnil(L);
     if (lua_pcall(L, 3, 0, msgh) != LUA_OK) {
-      send_error(L, res, FRAME_ERROR, r.next);
+      worker_send_error(L, res, FRAME_ERROR, r.next);
       lua_pop(L, 1);
       add_result(L, &r, 0);
       r.next++;
@@ -150,7 +148,7 @@ static void run_range(lua_State *L, const WorkerTask *t, int msgh, int res,
 static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
   lua_pushvalue(L, t->init);
   if (lua_pcall(L, 0, 0, msgh) != LUA_OK) {
-    send_error(L, res, FRAME_INIT_ERROR, 0);
+    worker_send_error(L, res, FRAME_INIT_ERROR, 0);
     proc_exit(1);
   }
   if (frame_send(res, FRAME_READY, NULL, 0) != 0) proc_exit(1);

@@ -33,6 +33,16 @@ extern int worker_depth;
 */
 int worker_capture_error(lua_State *L);
 
+/*
+** Sends the error table on top of the stack as a frame of 'type' for item
+** 'index', dropping its 'value' if that cannot travel. Ends the process if
+** the parent is gone.
+*/
+void worker_send_error(lua_State *L, int res, char type, lua_Integer index);
+
+/* Sends 'why' (a result that could not be encoded) as item index's error. */
+void worker_send_encode_error(lua_State *L, int res, lua_Integer index, const char *why);
+
 /* A WorkerMain for pool_start; the task is a WorkerTask. */
 void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task);
 

@@ -1,0 +1,326 @@
+local helpers = require "tests.helpers"
+local par = helpers.par
+
+local MB = 1024 * 1024
+
+-- A body that names its writer and sequence number all along, so a torn,
+-- truncated or mixed-up message cannot pass for a whole one.
+local function body(writer, seq, size)
+  local unit = ("%d:%d;"):format(writer, seq)
+  return unit:rep(size // #unit + 1):sub(1, size)
+end
+
+local function message(writer, seq, size)
+  return {writer = writer, seq = seq, size = size, body = body(writer, seq, size)}
+end
+
+local function is_whole(msg)
+  return type(msg) == "table" and msg.body == body(msg.writer, msg.seq, msg.size)
+end
+
+-- Runs one function per role, each in its own worker, all at once.
+local function run_roles(roles)
+  return par.map(function(role) return role() end, roles, {workers = #roles})
+end
+
+-- How many sockets and memfds, what a channel holds, this process has open.
+-- (Not helpers.fd_count: its `ls` may run before popen has closed its copy
+-- of the pipe's write end, and count one more.)
+local function channel_fd_count()
+  local p = io.popen("ls -l /proc/" .. par.pid() .. "/fd")
+  local n = 0
+  for line in p:lines() do
+    if line:find("socket:", 1, true) or line:find("memfd:", 1, true) then n = n + 1 end
+  end
+  p:close()
+  return n
+end
+
+-- Takes every message already waiting.
+local function drain(ch)
+  local got = {}
+  while true do
+    local v = ch:get(0)
+    if v == nil then return got end
+    got[#got + 1] = v
+  end
+end
+
+describe("par.channel", function()
+  -- Close the channels of each test now rather than at some later
+  -- collection, which would upset other specs that count descriptors.
+  after_each(function() collectgarbage(); collectgarbage() end)
+
+  describe("in one process", function()
+    it("gives messages back in the order they were put", function()
+      local ch = par.channel()
+      for i = 1, 100 do ch:put(i) end
+      for i = 1, 100 do assert.are.equal(i, ch:get()) end
+    end)
+
+    it("keeps values exact", function()
+      local ch = par.channel()
+      local bytes = {}
+      for b = 0, 255 do bytes[#bytes + 1] = string.char(b) end
+      ch:put({
+        int = 3, float = 3.0, negzero = -0.0,
+        max = math.maxinteger, min = math.mininteger, tiny = 5e-324,
+        binary = table.concat(bytes),
+        nested = {[1] = "one", [1.5] = "float key", [true] = "bool key", ["1"] = "string key",
+                  deeper = {{{}}}},
+      })
+      local v = ch:get()
+      assert.are.equal("integer", math.type(v.int))
+      assert.are.equal("float", math.type(v.float))
+      assert.are.equal(-math.huge, 1 / v.negzero)
+      assert.are.equal(math.maxinteger, v.max)
+      assert.are.equal(math.mininteger, v.min)
+      assert.are.equal(5e-324, v.tiny)
+      assert.are.equal(table.concat(bytes), v.binary)
+      assert.are.same({[1] = "one", [1.5] = "float key", [true] = "bool key", ["1"] = "string key",
+                       deeper = {{{}}}}, v.nested)
+    end)
+
+    it("sends false, strings and numbers as themselves", function()
+      local ch = par.channel()
+      ch:put(false); ch:put(""); ch:put(0)
+      assert.are.equal(false, ch:get())
+      assert.are.equal("", ch:get())
+      assert.are.equal(0, ch:get())
+    end)
+
+    it("carries a 10 MB message whole", function()
+      local ch = par.channel()
+      local big = message(1, 1, 10 * MB)
+      ch:put(big)
+      ch:put("after")
+      assert.is_true(is_whole(ch:get()))
+      assert.are.equal("after", ch:get())
+    end)
+
+    it("returns nil, 'timeout' when nothing comes in time", function()
+      local ch = par.channel()
+      local v, why = ch:get(0.05)
+      assert.is_nil(v); assert.are.equal("timeout", why)
+      v, why = ch:get(0)
+      assert.is_nil(v); assert.are.equal("timeout", why)
+    end)
+
+    it("delivers what was put before close, then returns nil, 'closed'", function()
+      local ch = par.channel()
+      ch:put("a"); ch:put(message(1, 1, 3 * MB))
+      ch:close()
+      assert.are.equal("a", ch:get())
+      assert.is_true(is_whole(ch:get()))
+      local v, why = ch:get()
+      assert.is_nil(v); assert.are.equal("closed", why)
+      v, why = ch:get(0.01)
+      assert.is_nil(v); assert.are.equal("closed", why)
+    end)
+
+    it("may be closed twice", function()
+      local ch = par.channel()
+      ch:close()
+      ch:close()
+      assert.are.same({nil, "closed"}, {ch:get()})
+    end)
+
+    it("raises on put after close", function()
+      local ch = par.channel()
+      ch:close()
+      assert.has_error(function() ch:put(1) end, "par.channel: put on a closed channel")
+      assert.has_error(function() ch:put(string.rep("x", 2 * MB)) end,
+                       "par.channel: put on a closed channel")
+    end)
+
+    it("names what cannot be sent", function()
+      local ch = par.channel()
+      local ok, err = pcall(function() ch:put({f = print}) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'put' (cannot send a function (at value.f))", err, 1, true)
+      ok, err = pcall(function() ch:put({co = coroutine.create(print)}) end)
+      assert.matches("cannot send a thread (at value.co)", err, 1, true)
+    end)
+
+    it("refuses nil, so that get's nil always means no message", function()
+      local ch = par.channel()
+      local ok, err = pcall(function() ch:put(nil) end)
+      assert.is_false(ok)
+      assert.matches("bad argument #1 to 'put' (cannot send nil", err, 1, true)
+    end)
+
+    it("checks the timeout", function()
+      local ch = par.channel()
+      assert.has_error(function() ch:get(-1) end)
+      assert.has_error(function() ch:get(0 / 0) end)
+      assert.has_error(function() ch:get("soon") end)
+    end)
+
+    it("leaks no descriptor", function()
+      collectgarbage(); collectgarbage() -- the channels of earlier tests
+      local before = channel_fd_count()
+      local probe = par.channel() -- the count does see a channel's two sockets
+      assert.are.equal(before + 2, channel_fd_count())
+      probe = nil
+      for _ = 1, 200 do
+        local ch = par.channel()
+        ch:put(message(1, 1, 100000)) -- travels in a memfd
+        ch:put(message(1, 2, 100000))
+        assert.is_true(is_whole(ch:get()))
+      end
+      collectgarbage(); collectgarbage()
+      assert.are.equal(before, channel_fd_count())
+    end)
+  end)
+
+  describe("between processes", function()
+    it("reaches workers forked after it was made, both ways", function()
+      local ch = par.channel()
+      ch:put("from the parent")
+      local r = par.map(function()
+        local got = ch:get(5)
+        ch:put("from the worker")
+        return got
+      end, {1})
+      assert.are.equal("from the parent", r[1])
+      assert.are.equal("from the worker", ch:get(5))
+    end)
+
+    it("gives a waiting get a message that arrives while it waits", function()
+      local ch = par.channel()
+      local r = run_roles({
+        function() return ch:get(30) end,
+        function() par.sleep(0.1); ch:put("late") end,
+      })
+      assert.are.equal("late", r[1])
+    end)
+
+    it("wakes a get that waits without a timeout when another process closes", function()
+      local ch = par.channel()
+      local r = run_roles({
+        function() return select(2, ch:get()) end,
+        function() par.sleep(0.1); ch:close() end,
+      })
+      assert.are.equal("closed", r[1])
+      assert.has_error(function() ch:put(1) end, "par.channel: put on a closed channel")
+    end)
+
+    it("makes a put waiting for room raise when another process closes", function()
+      local ch = par.channel()
+      local r = run_roles({
+        function()
+          local ok, err = pcall(function()
+            while true do ch:put(("x"):rep(1000)) end -- no reader: the queue fills up
+          end)
+          return not ok and err
+        end,
+        function() par.sleep(0.2); ch:close() end,
+      })
+      assert.matches("par.channel: put on a closed channel", r[1], 1, true)
+    end)
+
+    it("stays open for the others when one process collects its channel", function()
+      local ch = par.channel()
+      par.map(function()
+        ch:put("before")
+        ch = nil
+        collectgarbage(); collectgarbage()
+      end, {1})
+      assert.are.equal("before", ch:get(5))
+      ch:put("still open")
+      assert.are.equal("still open", ch:get(5))
+    end)
+
+    it("moves 3 writers' messages, 10 MB ones too, to 2 readers, each whole and once", function()
+      local ch, done = par.channel(), par.channel()
+      local per_writer = 40
+      local function size(seq) return (seq == 10 or seq == 30) and 10 * MB or seq * 37 end
+      local function writer(id)
+        return function()
+          for seq = 1, per_writer do ch:put(message(id, seq, size(seq))) end
+          done:put(id)
+          if id == 1 then -- the last writer to finish lets the readers go
+            for _ = 1, 3 do done:get() end
+            ch:close()
+          end
+        end
+      end
+      local function reader()
+        local got = {}
+        while true do
+          local msg, why = ch:get()
+          if msg == nil then
+            assert(why == "closed", why)
+            return got
+          end
+          got[#got + 1] = {writer = msg.writer, seq = msg.seq, size = #msg.body,
+                           whole = is_whole(msg)}
+        end
+      end
+      local r = run_roles({writer(1), writer(2), writer(3), reader, reader})
+
+      local seen = {{}, {}, {}}
+      for _, got in ipairs({r[4], r[5]}) do
+        local last = {0, 0, 0}
+        for _, m in ipairs(got) do
+          assert.is_true(m.whole)
+          assert.are.equal(size(m.seq), m.size)
+          assert.is_nil(seen[m.writer][m.seq])
+          assert.is_true(m.seq > last[m.writer]) -- one writer's messages stay in order
+          seen[m.writer][m.seq] = true
+          last[m.writer] = m.seq
+        end
+      end
+      for w = 1, 3 do assert.are.equal(per_writer, #seen[w]) end
+    end)
+
+    it("keeps a queue full of big messages flowing to a slower reader", function()
+      local ch = par.channel()
+      local count = 100
+      local r = run_roles({
+        function() for seq = 1, count do ch:put(message(1, seq, MB)) end end,
+        function()
+          par.sleep(0.2) -- let the writer fill the queue and block
+          for seq = 1, count do
+            local msg = ch:get(30)
+            assert(msg and msg.seq == seq and is_whole(msg), "message " .. seq)
+          end
+          return true
+        end,
+      })
+      assert.is_true(r[2])
+    end)
+
+    it("is never torn or wedged by workers killed in the middle of put and get", function()
+      local ch = par.channel()
+      local sizes = {10, 1000, 100000, MB}
+      local function writer(id)
+        return function()
+          local seq = 0
+          while true do
+            seq = seq + 1
+            ch:put(message(id, seq, sizes[seq % #sizes + 1]))
+          end
+        end
+      end
+      local function reader()
+        while true do
+          local msg = ch:get()
+          if not is_whole(msg) then error("torn message") end
+        end
+      end
+      local function stopper()
+        par.sleep(0.3)
+        error("stop") -- par.map kills every other worker wherever it is
+      end
+      for _ = 1, 3 do
+        local ok, err = pcall(run_roles, {writer(1), writer(2), reader, stopper})
+        assert.is_false(ok)
+        assert.are.equal(4, err.index)
+        for _, msg in ipairs(drain(ch)) do assert.is_true(is_whole(msg)) end
+      end
+      ch:put("alive")
+      assert.are.equal("alive", ch:get(5))
+    end)
+  end)
+end)
