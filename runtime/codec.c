@@ -652,9 +652,15 @@ static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
   if (put_char(e, '[') != 0) return -1;
   for (i = 1; i <= n; i++) {
     step->index = i;
-    if (i > 1 && put_char(e, ',') != 0) return -1;
-    lua_rawgeti(L, idx, i);
-    if (encode_value(e, lua_gettop(L)) != 0) return -1;
+    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      /* the common element of big results, kept short */
+      if (reserve(e, FLOAT_TEXT_MAX + 1) != 0) return -1;
+      if (i > 1) e->b->data[e->b->len++] = ',';
+      e->b->len += format_integer(e->b->data + e->b->len, lua_tointeger(L, -1));
+    } else {
+      if (i > 1 && put_char(e, ',') != 0) return -1;
+      if (encode_value(e, lua_gettop(L)) != 0) return -1;
+    }
     lua_pop(L, 1);
   }
   return put_char(e, ']');
@@ -1028,14 +1034,40 @@ static int next_item(Decoder *D, char close) {
 }
 
 /* Decodes elements into t[first], t[first + 1], ...; returns how many. */
+/*
+** Stores a short plain integer (at most 18 digits, then ',' or ']') at
+** t[k] without the general number path: big result arrays are mostly
+** these. Returns 0, having read nothing, for anything else.
+*/
+static int take_short_integer(Decoder *D, int t, lua_Integer k) {
+  const char *p = D->p, *end = D->end;
+  int negative = p < end && *p == '-', digits = 0;
+  lua_Integer v = 0;
+  p += negative;
+  if (p < end && *p == '0' && p + 1 < end && (p[1] == ',' || p[1] == ']')) {
+    p++; /* a lone 0; other leading zeros are malformed and go the general way */
+  } else {
+    if (p == end || *p < '1' || *p > '9') return 0;
+    for (; p < end && *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
+      v = v * 10 + (*p - '0');
+  }
+  if (p == end || (*p != ',' && *p != ']')) return 0;
+  lua_pushinteger(D->L, negative ? -v : v);
+  lua_rawseti(D->L, t, k);
+  D->p = p;
+  return 1;
+}
+
 static lua_Integer decode_elements(Decoder *D, int t, lua_Integer first) {
   lua_Integer k = first;
   for (;;) {
-    decode_value(D);
-    if (lua_isnil(D->L, -1))  /* a hole */
-      lua_pop(D->L, 1);
-    else
-      lua_rawseti(D->L, t, k);
+    if (!take_short_integer(D, t, k)) {
+      decode_value(D);
+      if (lua_isnil(D->L, -1))  /* a hole */
+        lua_pop(D->L, 1);
+      else
+        lua_rawseti(D->L, t, k);
+    }
     k++;
     if (!next_item(D, ']')) return k - first;
   }
