@@ -728,15 +728,17 @@ static int encode_value(Encoder *e, int idx) {
 int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
                  char *err, size_t errsize) {
   Encoder e;
-  int top = lua_gettop(L);
   size_t mark = b->len;
-  int status;
+  int top, status;
   e.L = L;
   e.b = b;
   e.root = root != NULL ? root : "value";
   e.err = err;
   e.errsize = errsize;
   e.depth = 0;
+  if (lua_type(L, idx) != LUA_TTABLE) /* a scalar uses no stack: skip the bookkeeping */
+    return encode_value(&e, idx);
+  top = lua_gettop(L);
   status = encode_value(&e, lua_absindex(L, idx));
   lua_settop(L, top);
   if (status != 0) b->len = mark;
