@@ -106,7 +106,10 @@ static void feed_to(MapRun *m, int k, int depth) {
     q->r[q->count++] = r;
   }
   /* if it died, its end of file comes through pool_wait */
-  if (len > 0) pool_send_raw(m->pool, k, frames, len);
+  if (len > 0) {
+    struct iovec all = {frames, len};
+    pool_sendv(m->pool, k, &all, 1);
+  }
 }
 
 static void feed(MapRun *m, int k) {

@@ -92,14 +92,9 @@ int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
   return 0;
 }
 
-int pool_send(Pool *p, int k, char type, const void *payload, size_t len) {
+int pool_sendv(Pool *p, int k, struct iovec *frames, int count) {
   if (p->workers[k].pid == 0) return -1;
-  return frame_send(p->workers[k].cmd, type, payload, len);
-}
-
-int pool_send_raw(Pool *p, int k, const void *frames, size_t len) {
-  if (p->workers[k].pid == 0) return -1;
-  return proc_write2(p->workers[k].cmd, frames, len, NULL, 0);
+  return proc_sendv(p->workers[k].cmd, frames, count);
 }
 
 /* The item worker k runs and has not been killed for, or 0. */

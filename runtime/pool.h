@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <lua.h>
 
@@ -68,11 +69,8 @@ Pool *pool_new(lua_State *L, int size);
 /* Forks worker k to run main(L, ..., arg). Returns 0, or -1 with errno. */
 int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg);
 
-/* Sends one frame to worker k; returns 0, or -1 when it is gone. */
-int pool_send(Pool *p, int k, char type, const void *payload, size_t len);
-
-/* Sends frames already laid out in one buffer, in one write. */
-int pool_send_raw(Pool *p, int k, const void *frames, size_t len);
+/* Sends whole frames to worker k in one write; returns 0, or -1 when it is gone. */
+int pool_sendv(Pool *p, int k, struct iovec *frames, int count);
 
 /*
 ** Waits up to timeout_ms (-1: no limit) for the next frame or worker exit.

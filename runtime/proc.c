@@ -103,42 +103,54 @@ ssize_t proc_read(int fd, void *buf, size_t n) {
   return r;
 }
 
-/* Advances an iovec pair past 'done' bytes. */
-static void iov_consume(struct iovec *iov, int *count, size_t done) {
-  while (*count > 0 && done >= iov[0].iov_len) {
-    done -= iov[0].iov_len;
-    iov[0] = iov[1];
+/* Advances iov[0..*count) past 'done' bytes. */
+static void iov_consume(struct iovec **iov, int *count, size_t done) {
+  while (*count > 0 && done >= (*iov)[0].iov_len) {
+    done -= (*iov)[0].iov_len;
+    (*iov)++;
     (*count)--;
   }
   if (*count > 0) {
-    iov[0].iov_base = (char *)iov[0].iov_base + done;
-    iov[0].iov_len -= done;
+    (*iov)[0].iov_base = (char *)(*iov)[0].iov_base + done;
+    (*iov)[0].iov_len -= done;
   }
 }
 
-int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen) {
-  struct iovec iov[2];
-  struct msghdr msg;
-  int count = blen > 0 ? 2 : 1;
-  iov[0].iov_base = (void *)a;
-  iov[0].iov_len = alen;
-  iov[1].iov_base = (void *)b;
-  iov[1].iov_len = blen;
+int proc_sendv(int fd, struct iovec *iov, int count) {
   while (count > 0) {
+    struct msghdr msg;
     ssize_t w;
     memset(&msg, 0, sizeof msg);
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)count;
     w = sendmsg(fd, &msg, MSG_NOSIGNAL); /* a closed peer gives EPIPE, not SIGPIPE */
-    if (w < 0 && errno == ENOTSOCK) w = writev(fd, iov, count);
     if (w < 0) {
       if (errno == EINTR) continue;
       return -1;
     }
-    iov_consume(iov, &count, (size_t)w);
+    iov_consume(&iov, &count, (size_t)w);
   }
   return 0;
 }
+
+int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen) {
+  struct iovec pair[2], *iov = pair;
+  int count = blen > 0 ? 2 : 1;
+  pair[0].iov_base = (void *)a;
+  pair[0].iov_len = alen;
+  pair[1].iov_base = (void *)b;
+  pair[1].iov_len = blen;
+  while (count > 0) {
+    ssize_t w = writev(fd, iov, count);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    iov_consume(&iov, &count, (size_t)w);
+  }
+  return 0;
+}
+
 
 
 /* A connected close-on-exec SOCK_SEQPACKET pair; returns 0 or -1 with errno set. */
@@ -273,12 +285,11 @@ static void note_signal(int sig) {
 /* Catches sig for a wait, unless it is ignored (as SIGINT is in workers). */
 static void catch_signal(int sig, struct sigaction *saved) {
   struct sigaction sa;
-  sigaction(sig, NULL, saved);
-  if (saved->sa_handler == SIG_IGN) return;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = note_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(sig, &sa, NULL);
+  sigaction(sig, &sa, saved);
+  if (saved->sa_handler == SIG_IGN) sigaction(sig, saved, NULL);
 }
 
 /* A signal caught just before poll() would wait that long: poll in slices. */

@@ -69,8 +69,15 @@ int proc_pread_all(int fd, char *buf, size_t len);
 /* Reads up to n bytes, retrying on EINTR; returns like read(). */
 ssize_t proc_read(int fd, void *buf, size_t n);
 
-/* Writes all of two buffers (the second may be empty); on a socket never
-   raises SIGPIPE. Returns 0 or -1 with errno set. */
+/* Sends all of iov[0..count) on a socket, never raising SIGPIPE; it may
+   advance iov. Returns 0 or -1 with errno set (EPIPE: the peer is gone). */
+int proc_sendv(int fd, struct iovec *iov, int count);
+
+/*
+** Writes all of two buffers (the second may be empty) to a pipe or file.
+** Only children write to pipes: if the reader is gone, SIGPIPE ends them.
+** Returns 0 or -1 with errno set.
+*/
 int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen);
 
 /* Waits for pid to end, retrying on EINTR; returns its wait status or -1. */

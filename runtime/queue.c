@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <lauxlib.h>
 
@@ -26,7 +27,7 @@ enum {
   UV_POOL = 1,
   UV_FN,
   UV_INIT,     /* the init function, or nil */
-  UV_PAYLOADS, /* id -> encoded item, until its result is in */
+  UV_PAYLOADS, /* id -> the frame of the encoded item, until its result is in */
   UV_RESULTS,  /* id -> result, until popped */
   UV_DONE,     /* id -> true or its error, until popped */
   UV_READY,    /* finished ids in completion order (unordered queues) */
@@ -51,6 +52,7 @@ typedef struct Queue {
   lua_Integer retries;
   lua_Integer *sent;            /* AHEAD ids per worker, oldest first */
   int *sent_count;
+  int *sent_before;             /* dispatch's scratch: sent_count before it */
 } Queue;
 
 static const char *const queue_options[] = {
@@ -101,40 +103,50 @@ static void start_worker(lua_State *L, Queue *q, int k) {
   lua_settop(L, top);
 }
 
-/* The worker with the fewest items in hand, if one can take another. */
-static int free_worker(Queue *q) {
-  int k, best = -1;
-  for (k = 0; k < q->pool->size; k++) {
-    if (q->pool->workers[k].pid == 0 || q->sent_count[k] >= AHEAD) continue;
-    if (best < 0 || q->sent_count[k] < q->sent_count[best]) best = k;
-  }
-  return best;
-}
-
-static void send_item(lua_State *L, Queue *q, int k, lua_Integer id) {
-  size_t len;
-  const char *payload;
-  get_uv(L, UV_PAYLOADS);
-  lua_rawgeti(L, -1, id);
-  payload = lua_tolstring(L, -1, &len);
-  q->sent[k * AHEAD + q->sent_count[k]++] = id;
-  pool_send(q->pool, k, FRAME_ITEM, payload, len); /* if it died, pool_wait says so */
+/* Takes the oldest id off the backlog. */
+static lua_Integer next_in_backlog(lua_State *L, Queue *q) {
+  lua_Integer id;
+  get_uv(L, UV_BACKLOG);
+  lua_rawgeti(L, -1, q->backlog_head);
+  id = lua_tointeger(L, -1);
   lua_pop(L, 2);
+  clear_in(L, UV_BACKLOG, q->backlog_head++);
+  return id;
 }
 
-/* Hands items from the backlog to workers with room. */
-static void dispatch(lua_State *L, Queue *q) {
-  while (q->backlog_head < q->backlog_tail) {
-    int k = free_worker(q);
-    lua_Integer id;
-    if (k < 0) return;
-    get_uv(L, UV_BACKLOG);
-    lua_rawgeti(L, -1, q->backlog_head);
-    id = lua_tointeger(L, -1);
-    lua_pop(L, 2);
-    clear_in(L, UV_BACKLOG, q->backlog_head++);
-    send_item(L, q, k, id);
+/* Sends worker k its items sent[from..], in one write. */
+static void send_items(lua_State *L, Queue *q, int k, int from) {
+  struct iovec frames[AHEAD];
+  int i, n = q->sent_count[k] - from;
+  get_uv(L, UV_PAYLOADS);
+  for (i = 0; i < n; i++) {
+    lua_rawgeti(L, -1 - i, q->sent[k * AHEAD + from + i]); /* stays on the stack while sent */
+    frames[i].iov_base = (void *)lua_tolstring(L, -1, &frames[i].iov_len);
   }
+  pool_sendv(q->pool, k, frames, n); /* if it died, pool_wait says so */
+  lua_pop(L, n + 1);
+}
+
+/*
+** Hands items from the backlog to workers with room: one at a time to the
+** least loaded, so uneven items spread, then each worker's share in one write.
+*/
+static void dispatch(lua_State *L, Queue *q) {
+  int k, depth;
+  for (k = 0; k < q->pool->size; k++) q->sent_before[k] = q->sent_count[k];
+  for (depth = 1; depth <= AHEAD; depth++)
+    for (k = 0; k < q->pool->size && q->backlog_head < q->backlog_tail; k++)
+      if (q->pool->workers[k].pid != 0 && q->sent_count[k] < depth)
+        q->sent[k * AHEAD + q->sent_count[k]++] = next_in_backlog(L, q);
+  for (k = 0; k < q->pool->size; k++)
+    if (q->sent_count[k] > q->sent_before[k]) send_items(L, q, k, q->sent_before[k]);
+}
+
+static int some_worker_idle(Queue *q) {
+  int k;
+  for (k = 0; k < q->pool->size; k++)
+    if (q->pool->workers[k].pid != 0 && q->sent_count[k] == 0) return 1;
+  return 0;
 }
 
 /* Forgets id from worker k's items in hand. */
@@ -343,6 +355,7 @@ static int wait_limit(Queue *q, int timeout_ms) {
 /* Waits up to timeout_ms for one event from the workers and takes it in. */
 static void take_event(lua_State *L, Queue *q, int timeout_ms) {
   PoolEvent ev;
+  dispatch(L, q);
   pool_wait(L, q->pool, wait_limit(q, timeout_ms), &ev);
   if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
     on_results(L, q, ev.worker, ev.payload, ev.len);
@@ -358,14 +371,16 @@ static void take_event(lua_State *L, Queue *q, int timeout_ms) {
   stop_if_done(q);
 }
 
-/* Encodes the item at index 2 as a payload string: its id, then its JSON. */
-static void push_payload(lua_State *L, lua_Integer id) {
+/* Encodes the item at index 2 as the frame that carries it: its id, then its JSON. */
+static void push_item_frame(lua_State *L, lua_Integer id) {
   Buffer *b = par_push_buffer(L);
   char err[256];
-  if (buffer_reserve(b, 8) != 0) luaL_error(L, "par.queue: out of memory");
-  frame_put64(b->data, (uint64_t)id);
-  b->len = 8;
+  if (frame_begin(b, FRAME_ITEM) != 0 || buffer_reserve(b, 8) != 0)
+    luaL_error(L, "par.queue: out of memory");
+  frame_put64(b->data + b->len, (uint64_t)id);
+  b->len += 8;
   if (codec_encode(L, 2, b, "item", err, sizeof err) != 0) luaL_argerror(L, 2, err);
+  frame_finish(b, 0);
   lua_pushlstring(L, b->data, b->len);
   lua_closeslot(L, -2);
   lua_remove(L, -2);
@@ -379,14 +394,14 @@ static int queue_push(lua_State *L) {
   check_failure(L);
   if (q->closed) return luaL_error(L, "par.queue: push on a closed queue");
   id = q->pushed + 1;
-  push_payload(L, id);
+  push_item_frame(L, id);
   set_in(L, UV_PAYLOADS, id);
   while (q->running >= q->capacity) take_event(L, q, -1);
   q->pushed = id;
   q->running++;
   lua_pushinteger(L, id);
   set_in(L, UV_BACKLOG, q->backlog_tail++);
-  dispatch(L, q);
+  if (some_worker_idle(q)) dispatch(L, q); /* otherwise it goes with others, before a wait */
   lua_pushinteger(L, id);
   return 1;
 }
@@ -513,12 +528,13 @@ static const luaL_Reg queue_methods[] = {
 };
 
 static Queue *new_queue(lua_State *L, int size) {
-  size_t bytes = sizeof(Queue) + (size_t)size * (AHEAD * sizeof(lua_Integer) + sizeof(int));
+  size_t bytes = sizeof(Queue) + (size_t)size * (AHEAD * sizeof(lua_Integer) + 2 * sizeof(int));
   Queue *q = lua_newuserdatauv(L, bytes, UV_COUNT);
   int uv;
   memset(q, 0, bytes);
   q->sent = (lua_Integer *)(q + 1);
   q->sent_count = (int *)(q->sent + (size_t)size * AHEAD);
+  q->sent_before = q->sent_count + size;
   q->next_in_order = q->ready_head = q->ready_tail = q->backlog_head = q->backlog_tail = 1;
   par_set_class(L, QUEUE_METATABLE, queue_methods, queue_gc, 1);
   for (uv = UV_PAYLOADS; uv <= UV_ATTEMPTS; uv++) {
