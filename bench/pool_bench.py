@@ -3,19 +3,22 @@
 
 Usage: python3 bench/pool_bench.py WORKLOAD --workers W [--reps R] [--size N]
 
-WORKLOAD is one of: startup, tiny, chunk1, cpu, big (see bench/README.md).
-Prints one JSON object on stdout, for bench/run.lua to read:
+WORKLOAD is one of: startup, tiny, chunk1, cpu, big, submit, imap_unordered
+(see bench/README.md). Prints one JSON object on stdout, for bench/run.lua
+to read:
 
   {"workload": ..., "workers": W, "reps": R, "python": "3.11.7",
    "loop_ms": median of the plain Python loop (null when not measured),
-   "pool_ms": median of the multiprocessing.Pool run,
+   "pool_ms": median of the pool run (multiprocessing.Pool, or
+              concurrent.futures.ProcessPoolExecutor for "submit"),
    "notes": {...workload details...}}
 
 Each time is the median of R repetitions measured with time.perf_counter().
-Standard library only; the pool always uses the 'fork' start method.
+Standard library only; the pools always use the 'fork' start method.
 """
 
 import argparse
+import concurrent.futures
 import gc
 import json
 import multiprocessing
@@ -124,9 +127,57 @@ def bench_big(workers, reps):
     return loop_ms, pool_ms, {"items": 2, "ints_per_result": BIG_LEN}
 
 
+def bench_submit(workers, reps, size):
+    """Per-item cost of ProcessPoolExecutor: submit every item, then take the
+    results with as_completed. The executor is made and warmed up once,
+    outside the timing, like the Pool of the other workloads."""
+    xs = range(1, size + 1)
+    want = size * (size + 1)
+    ok = True
+
+    def run(ex):
+        nonlocal ok
+        futures = [ex.submit(double, x) for x in xs]
+        total = 0
+        for f in concurrent.futures.as_completed(futures):
+            total += f.result()
+        ok = ok and total == want
+
+    loop_ms = median_ms(lambda: [double(x) for x in xs], reps)
+    with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=FORK) as ex:
+        list(ex.map(trivial, range(workers)))  # make sure every worker is up
+        pool_ms = median_ms(lambda: run(ex), reps)
+    return loop_ms, pool_ms, {"items": size, "timed": "submit each + as_completed",
+                              "us_per_item": pool_ms * 1000.0 / size, "ok": ok}
+
+
+def bench_imap_unordered(workers, reps, size):
+    """Per-item cost of Pool.imap_unordered with its default chunksize=1."""
+    xs = range(1, size + 1)
+    want = size * (size + 1)
+    ok = True
+
+    def run(pool):
+        nonlocal ok
+        total = 0
+        for r in pool.imap_unordered(double, xs):
+            total += r
+        ok = ok and total == want
+
+    loop_ms = median_ms(lambda: [double(x) for x in xs], reps)
+    with FORK.Pool(workers) as pool:
+        pool.map(trivial, range(workers))  # make sure every worker is up
+        pool_ms = median_ms(lambda: run(pool), reps)
+    return loop_ms, pool_ms, {"items": size, "chunksize": 1,
+                              "us_per_item": pool_ms * 1000.0 / size, "ok": ok}
+
+
+WORKLOADS = ["startup", "tiny", "chunk1", "cpu", "big", "submit", "imap_unordered"]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("workload", choices=["startup", "tiny", "chunk1", "cpu", "big"])
+    ap.add_argument("workload", choices=WORKLOADS)
     ap.add_argument("--workers", type=int, required=True)
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--size", type=int, default=None, help="number of items")
@@ -140,6 +191,10 @@ def main():
         result = bench_chunk1(args.workers, args.reps, args.size or 20_000)
     elif args.workload == "cpu":
         result = bench_cpu(args.workers, args.reps, args.size or 200)
+    elif args.workload == "submit":
+        result = bench_submit(args.workers, args.reps, args.size or 10_000)
+    elif args.workload == "imap_unordered":
+        result = bench_imap_unordered(args.workers, args.reps, args.size or 20_000)
     else:
         result = bench_big(args.workers, args.reps)
 

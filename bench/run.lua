@@ -1,13 +1,19 @@
 -- bench/run.lua: what `make bench` runs (build/parlua bench/run.lua).
 -- Times par.map next to a plain Lua loop and next to Python's
 -- multiprocessing.Pool (bench/pool_bench.py) on this machine, then prints
--- one table with the ratios and whether each goal was met.
+-- one table with the ratios and whether each goal was met; then a second
+-- table with the per-item cost of par.queue and par.imap next to
+-- ProcessPoolExecutor.submit + as_completed and Pool.imap_unordered.
 -- See bench/README.md for what each workload measures.
 
 local HERE = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local WORKERS = par.workers()
 local CPU_TARGET_MS = 4     -- one CPU-bound item aims at this many ms
 local BIG_LEN = 2000000     -- integers in each result of the "big" workload
+local QUEUE_ITEMS = 50000   -- items pushed through par.queue and par.imap
+local SUBMIT_ITEMS = 10000  -- items for ProcessPoolExecutor.submit (slow per item)
+local UNORDERED_ITEMS = 20000 -- items for Pool.imap_unordered
+local QUEUE_GOAL = 10       -- par.queue vs ProcessPoolExecutor, per item
 
 ---------------------------------------------------------------------------
 -- small helpers
@@ -216,6 +222,99 @@ local function bench_big()
   }, python_bench("big", reps))
 end
 
+---------------------------------------------------------------------------
+-- streaming: per-item cost of par.queue and par.imap (microseconds per item)
+
+-- Warns when a streaming run did not give back every item's x*2 once.
+local function check_stream(name, count, sum, n)
+  if count ~= n or sum ~= n * (n + 1) then
+    progress("WARNING: %s: got %d results summing to %s, want %d summing to %d",
+             name, count, tostring(sum), n, n * (n + 1))
+  end
+end
+
+-- One run of the queue workload on a queue made (and warmed up) beforehand:
+-- push 1..n, popping one result whenever the queue holds 'capacity' items,
+-- then close and drain. Returns the number of results and their sum.
+local function queue_run(q, n)
+  local cap = q:capacity()
+  local count, sum = 0, 0
+  for i = 1, n do
+    q:push(i)
+    if q:pending() >= cap then
+      local _, r = q:pop()
+      count, sum = count + 1, sum + r
+    end
+  end
+  q:close()
+  for _, r in q:results() do count, sum = count + 1, sum + r end
+  return count, sum
+end
+
+-- Median ms of queue_run over 'reps' fresh queues. Making the queue (which
+-- forks its workers) and a first push+pop happen before the clock starts,
+-- as Python's pools are made and warmed up outside their timing.
+local function bench_queue_ms(n, reps)
+  local times = {}
+  for k = 1, reps do
+    collectgarbage("collect")
+    local q = par.queue(double)
+    q:push(0)
+    q:pop()
+    local start = par.now()
+    local count, sum = queue_run(q, n)
+    times[k] = (par.now() - start) * 1000
+    check_stream("par.queue", count, sum, n)
+  end
+  return median(times)
+end
+
+-- par.imap over an iterator source of 1..n; the workers are forked inside
+-- the timed part (par.imap makes its queue when called).
+local function imap_run(n)
+  local i = 0
+  local function source()
+    if i < n then i = i + 1 return i end
+  end
+  local count, sum = 0, 0
+  for _, r in par.imap(double, source) do count, sum = count + 1, sum + r end
+  return count, sum
+end
+
+local function bench_imap_ms(n, reps)
+  local times = {}
+  for k = 1, reps do
+    local ms, counts = time_ms(function() return {imap_run(n)} end)
+    times[k] = ms
+    check_stream("par.imap", counts[1], counts[2], n)
+  end
+  return median(times)
+end
+
+-- Microseconds per item from a pool_bench.py result, or nil.
+local function python_us(py)
+  if not py or not py.pool_ms or not py.notes or not py.notes.items then return nil end
+  if py.notes.ok == false then
+    progress("WARNING: %s: Python's results were not every item's x*2", py.workload)
+  end
+  return py.pool_ms * 1000 / py.notes.items
+end
+
+-- Returns the streaming rows: par.queue (with the goal) and par.imap.
+local function bench_streaming()
+  local reps = 5
+  local queue_us = bench_queue_ms(QUEUE_ITEMS, reps) * 1000 / QUEUE_ITEMS
+  local imap_us = bench_imap_ms(QUEUE_ITEMS, reps) * 1000 / QUEUE_ITEMS
+  local submit_us = python_us(python_bench("submit", reps, SUBMIT_ITEMS))
+  local unordered_us = python_us(python_bench("imap_unordered", reps, UNORDERED_ITEMS))
+  return {
+    {name = "queue push+pop, tiny items (us/item)", par_us = queue_us,
+     submit_us = submit_us, unordered_us = unordered_us, goal = QUEUE_GOAL},
+    {name = "par.imap, iterator source (us/item)", par_us = imap_us,
+     submit_us = submit_us, unordered_us = unordered_us},
+  }
+end
+
 -- Rows {name=, par_ms=, cjson_ms=} from bench/codec_bench.lua, or nil and why.
 local function codec_rows()
   local chunk, err = loadfile(HERE .. "/codec_bench.lua")
@@ -240,6 +339,13 @@ local function fmt_ms(ms)
   if ms >= 10 then return ("%.1f ms"):format(ms) end
   if ms >= 0.1 then return ("%.2f ms"):format(ms) end
   return ("%.4f ms"):format(ms)
+end
+
+local function fmt_us(us)
+  if us == nil then return "n/a" end
+  if us >= 100 then return ("%.0f us"):format(us) end
+  if us >= 10 then return ("%.1f us"):format(us) end
+  return ("%.2f us"):format(us)
 end
 
 local function fmt_count(n)
@@ -344,6 +450,35 @@ local function print_goals(rows)
   end
 end
 
+local function print_streaming(rows)
+  print()
+  print(("streaming: per-item cost of tiny items (x*2), %d workers; par %d items, "
+         .. "ProcessPoolExecutor %d, Pool.imap_unordered %d"):format(
+         WORKERS, QUEUE_ITEMS, SUBMIT_ITEMS, UNORDERED_ITEMS))
+  local lines = {{"workload", "par", "ProcessPoolExecutor", "Pool.imap_unordered",
+                  "par vs PPE", "par vs imap_unordered", "goal", "met"}}
+  for _, row in ipairs(rows) do
+    local r = ratio(row.submit_us, row.par_us)
+    local met = "-"
+    if row.goal then met = r == nil and "n/a" or (r >= row.goal and "met" or "NOT met") end
+    lines[#lines + 1] = {
+      row.name, fmt_us(row.par_us), fmt_us(row.submit_us), fmt_us(row.unordered_us),
+      fmt_ratio(r), fmt_ratio(ratio(row.unordered_us, row.par_us)),
+      row.goal and ("%sx vs PPE"):format(row.goal) or "-", met,
+    }
+  end
+  print_table(lines)
+  print("(PPE = ProcessPoolExecutor.submit + as_completed; ratios above 1x mean par is faster)")
+  print()
+  local q, im = rows[1], rows[2]
+  local r = ratio(q.submit_us, q.par_us)
+  print(("goal %sx vs ProcessPoolExecutor.submit+as_completed: %s (got %s)"):format(
+    q.goal, r == nil and "n/a" or (r >= q.goal and "met" or "NOT met"), fmt_ratio(r)))
+  print(("context: par.queue vs Pool.imap_unordered (chunksize=1): %s; "
+         .. "par.imap vs Pool.imap_unordered: %s"):format(
+    fmt_ratio(ratio(q.unordered_us, q.par_us)), fmt_ratio(ratio(im.unordered_us, im.par_us))))
+end
+
 local function print_codec(rows, err)
   print()
   print("codec: par.encode/par.decode vs cjson (bench/codec_bench.lua, best of its runs, CPU time)")
@@ -375,12 +510,15 @@ local function main()
     progress("running %s ...", w[1])
     rows[#rows + 1] = w[2]()
   end
+  progress("running queue/imap streaming ...")
+  local streaming = bench_streaming()
   progress("running codec ...")
   local codec, codec_err = codec_rows()
 
   print_results(rows)
   print_speedups(rows[4])
   print_goals(rows)
+  print_streaming(streaming)
   print_codec(codec, codec_err)
 end
 
