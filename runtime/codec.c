@@ -1060,9 +1060,13 @@ static int take_short_integer(Decoder *D, int t, lua_Integer k) {
   return 1;
 }
 
+/* Stores the elements at t[first], t[first + 1], ...; returns how many. */
 static lua_Integer decode_elements(Decoder *D, int t, lua_Integer first) {
-  lua_Integer k = first;
+  lua_Integer n = 0;
   for (;;) {
+    lua_Integer k;
+    if (first > LUA_MAXINTEGER - n) fail_at(D, D->p, "array index past the largest integer");
+    k = first + n;
     if (!take_short_integer(D, t, k)) {
       decode_value(D);
       if (lua_isnil(D->L, -1))  /* a hole */
@@ -1070,8 +1074,8 @@ static lua_Integer decode_elements(Decoder *D, int t, lua_Integer first) {
       else
         lua_rawseti(D->L, t, k);
     }
-    k++;
-    if (!next_item(D, ']')) return k - first;
+    n++;
+    if (!next_item(D, ']')) return n;
   }
 }
 

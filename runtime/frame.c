@@ -39,26 +39,26 @@ static size_t buffered(const FrameReader *r) {
   return r->buf.len - r->pos;
 }
 
-/* Length of the whole frame at the reader's position, or 0 if the header is not in. */
-static uint64_t pending_frame_size(const FrameReader *r) {
+/* Whether the next frame's header is all here; if so its payload length goes to *len. */
+static int pending_length(const FrameReader *r, uint64_t *len) {
   if (buffered(r) < FRAME_HEADER) return 0;
-  return FRAME_HEADER + frame_get64(r->buf.data + r->pos + 1);
+  *len = frame_get64(r->buf.data + r->pos + 1);
+  return 1;
 }
 
 int reader_take(FrameReader *r, char *type, const char **payload, size_t *len,
                 char *err, size_t errsize) {
-  uint64_t size = pending_frame_size(r);
-  if (size == 0) return 0;
-  if (size - FRAME_HEADER > FRAME_MAX) {
-    snprintf(err, errsize, "frame length %llu is over the limit",
-             (unsigned long long)(size - FRAME_HEADER));
+  uint64_t length;
+  if (!pending_length(r, &length)) return 0;
+  if (length > FRAME_MAX) { /* compared before any sum, which could wrap */
+    snprintf(err, errsize, "frame length %llu is over the limit", (unsigned long long)length);
     return -1;
   }
-  if (buffered(r) < size) return 0;
+  if (buffered(r) < FRAME_HEADER + length) return 0;
   *type = r->buf.data[r->pos];
   *payload = r->buf.data + r->pos + FRAME_HEADER;
-  *len = (size_t)(size - FRAME_HEADER);
-  r->pos += (size_t)size;
+  *len = (size_t)length;
+  r->pos += FRAME_HEADER + (size_t)length;
   return 1;
 }
 
@@ -68,15 +68,16 @@ int reader_partial(const FrameReader *r) {
 
 /* Moves unread bytes to the front and makes room for the next read. */
 static int make_room(FrameReader *r) {
-  uint64_t size = pending_frame_size(r);
+  uint64_t length, size = 0;
   size_t want = 65536;
+  if (pending_length(r, &length) && length <= FRAME_MAX) size = FRAME_HEADER + length;
   if (r->pos > 0) {
     memmove(r->buf.data, r->buf.data + r->pos, buffered(r));
     r->buf.len -= r->pos;
     r->pos = 0;
   }
   /* grow toward a large frame's size, but only as fast as its bytes come */
-  if (size > r->buf.len + want && size <= FRAME_HEADER + FRAME_MAX)
+  if (size > r->buf.len + want)
     want = r->buf.len < want ? want : r->buf.len;
   return buffer_reserve(&r->buf, want);
 }
