@@ -21,7 +21,7 @@ MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 
 BUSTED     ?= $(shell command -v busted)
 
-.PHONY: all run test check check-c check-lua check-san bench deps clean
+.PHONY: all run test check check-c check-lua check-san check-fuzz fuzz bench deps deps-test deps-bench clean
 
 all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
 
@@ -73,15 +73,27 @@ check-san: $(B)/san/parlua
 	PARLUA_LUA=$(B)/san/parlua PARLUA_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  $(B)/san/parlua $(BUSTED) tests
 
-check-c: $(B)/codec_test $(B)/san/codec_test
+$(B)/embed_test: tests/embed_test.c $(B)/libparlua.a runtime/parlua.h
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $(LUA_CFLAGS) -Iruntime $< $(B)/libparlua.a $(LUA_LIBS) -lm -ldl -pthread -o $@
+
+check-c: $(B)/codec_test $(B)/san/codec_test $(B)/embed_test
 	$(B)/codec_test
 	$(B)/san/codec_test
+	$(B)/embed_test
 
 check-lua: all
 	PARLUA_LUA=$(B)/parlua $(B)/parlua $(BUSTED) tests
 	PARLUA_LUA=$(LUA) LUA_CPATH='$(B)/?.so;;' $(LUA) $(BUSTED) tests
 
-check: check-c check-lua check-san
+# libFuzzer on the decoder, round trips and frames (tests/fuzz/README.md)
+FUZZ_SECONDS ?= 60
+fuzz:
+	tests/fuzz/run.sh $(FUZZ_SECONDS)
+
+check-fuzz:
+	tests/fuzz/run.sh 30
+
+check: check-c check-lua check-san check-fuzz
 
 test: deps-test
 	$(MAKE) all

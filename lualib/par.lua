@@ -71,7 +71,8 @@ function par.imap(fn, source, opts)
   -- the queue checks the options; its messages are reworded for imap
   local made, q = pcall(core.queue, work, qopts, "par.imap")
   if not made then
-    error((tostring(q):gsub("^.-bad argument #2 to '[^']*'", "bad argument #3 to 'imap'")), 2)
+    if type(q) ~= "string" then error(q, 0) end -- a par error (fork, init) as it is
+    error((q:gsub("^.-bad argument #2 to '[^']*'", "bad argument #3 to 'imap'")), 2)
   end
   local limit = q:capacity()
   local exhausted = false

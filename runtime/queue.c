@@ -90,17 +90,29 @@ static const char *queue_name(lua_State *L) {
   return name;
 }
 
-static void start_worker(lua_State *L, Queue *q, int k) {
+/* Forks worker k; returns 0, or -1 (errno set) when fork fails. */
+static int start_worker(lua_State *L, Queue *q, int k) {
   WorkerTask task = {0, 0, 0, q->timeout_ns > 0};
-  int top = lua_gettop(L);
+  int top = lua_gettop(L), status;
   get_uv(L, UV_FN);
   task.fn = lua_gettop(L);
   get_uv(L, UV_INIT);
   if (!lua_isnil(L, -1)) task.init = lua_gettop(L);
-  if (pool_start(L, q->pool, k, worker_main, &task) != 0)
-    luaL_error(L, "par.queue: cannot start a worker: %s", strerror(errno));
   q->sent_count[k] = 0;
+  status = pool_start(L, q->pool, k, worker_main, &task);
   lua_settop(L, top);
+  return status;
+}
+
+static int live_workers(Queue *q) {
+  int k, n = 0;
+  for (k = 0; k < q->pool->size; k++) n += q->pool->workers[k].pid != 0;
+  return n;
+}
+
+/* Pushes the error of a queue that could not start any worker. */
+static void push_fork_error(lua_State *L) {
+  par_push_error(L, queue_name(L), 0, "fork", "cannot start a worker: %s", strerror(errno));
 }
 
 /* Takes the oldest id off the backlog. */
@@ -316,7 +328,10 @@ static void on_exit(lua_State *L, Queue *q, int k, int has_init) {
     file_error(L, dead);
     finish(L, q, dead);
   }
-  start_worker(L, q, k);
+  if (start_worker(L, q, k) != 0 && live_workers(q) == 0) { /* else the others carry on */
+    push_fork_error(L);
+    kill_queue(L, q);
+  }
 }
 
 /* Stops the workers once a closed queue has nothing left to run. */
@@ -573,6 +588,13 @@ int par_queue(lua_State *L) {
   }
   lua_replace(L, 1); /* methods below expect the queue at index 1 */
   lua_settop(L, 1);
-  for (k = 0; k < size; k++) start_worker(L, q, k);
+  for (k = 0; k < size; k++) {
+    if (start_worker(L, q, k) == 0) continue;
+    if (k == 0) { /* none started; with some, it goes on with those */
+      push_fork_error(L);
+      lua_error(L);
+    }
+    break;
+  }
   return 1;
 }

@@ -1,0 +1,163 @@
+/*
+** An application that embeds Lua and links build/libparlua.a: par works
+** from an embedded state, refuses to fork while a second thread runs
+** (unless the application allows it), and parlua_openlib sets the global.
+** Prints one line per check and ends with "N passed, M failed"; exits 1 on
+** any failure.
+*/
+#include <pthread.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "parlua.h"
+
+static int passed, failed;
+
+static void check(int ok, const char *what, const char *detail) {
+  if (ok) {
+    passed++;
+    printf("ok      %s\n", what);
+  } else {
+    failed++;
+    printf("FAILED  %s%s%s\n", what, detail ? ": " : "", detail ? detail : "");
+  }
+}
+
+/* A state as an embedding application makes it, with par opened as in the docs. */
+static lua_State *new_state(void) {
+  lua_State *L = luaL_newstate();
+  luaL_openlibs(L);
+  luaL_requiref(L, "par", luaopen_par, 1);
+  lua_pop(L, 1);
+  return L;
+}
+
+/* Runs a chunk that returns a string; copies it (or the error) into out. Returns 1 if it ran. */
+static int run(lua_State *L, const char *code, char *out, size_t size) {
+  int ok = luaL_dostring(L, code) == LUA_OK;
+  const char *s = luaL_tolstring(L, -1, NULL);
+  snprintf(out, size, "%s", s ? s : "(nothing)");
+  lua_settop(L, 0);
+  return ok;
+}
+
+static const char *square_map =
+  "local list = {}\n"
+  "for i = 1, 100 do list[i] = i end\n"
+  "local r = par.map(function(x) return x * x end, list, {workers = 4})\n"
+  "for i = 1, 100 do\n"
+  "  if r[i] ~= i * i then return 'wrong result at ' .. i .. ': ' .. tostring(r[i]) end\n"
+  "end\n"
+  "return #r == 100 and 'right' or 'wrong length ' .. #r\n";
+
+/* A second thread that does nothing but wait until told to end. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;
+static int stop_waiting;
+
+static void *waiter(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&lock);
+  while (!stop_waiting) pthread_cond_wait(&wake, &lock);
+  pthread_mutex_unlock(&lock);
+  return NULL;
+}
+
+/*
+** An embedder's own signal handler, installed without SA_RESTART, so every
+** tick interrupts whatever system call par is in (EINTR) and short-changes
+** its reads and writes.
+*/
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig) {
+  (void)sig;
+  ticks++;
+}
+
+static void start_ticking(void) {
+  struct sigaction sa;
+  struct itimerval every = {{0, 500}, {0, 500}}; /* every 0.5 ms */
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_tick;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGALRM, &sa, NULL);
+  setitimer(ITIMER_REAL, &every, NULL);
+}
+
+static void stop_ticking(void) {
+  struct itimerval never = {{0, 0}, {0, 0}};
+  setitimer(ITIMER_REAL, &never, NULL);
+  signal(SIGALRM, SIG_DFL);
+}
+
+/* Big results and many small ranges, so the ticks land inside reads, writes and waits. */
+static const char *interrupted_map =
+  "local big = par.map(function(k) local t = {} for i = 1, 300000 do t[i] = i + k end return t end,"
+  "                    {1, 2, 3, 4})\n"
+  "local list = {} for i = 1, 20000 do list[i] = i end\n"
+  "local small = par.map(function(x) return x * 3 end, list, {chunk = 1})\n"
+  "for k = 1, 4 do if #big[k] ~= 300000 or big[k][300000] ~= 300000 + k then return 'wrong big' end end\n"
+  "for i = 1, 20000 do if small[i] ~= 3 * i then return 'wrong small' end end\n"
+  "return 'right'";
+
+int main(void) {
+  char out[2048];
+  lua_State *L = new_state();
+  pthread_t thread;
+  int ran;
+
+  ran = run(L, square_map, out, sizeof out);
+  check(ran && strcmp(out, "right") == 0, "par.map works from an embedded state", out);
+
+  if (pthread_create(&thread, NULL, waiter, NULL) != 0) {
+    check(0, "start a second thread", "pthread_create failed");
+    return 1;
+  }
+  ran = run(L, square_map, out, sizeof out);
+  check(!ran && strstr(out, "threads") != NULL && strstr(out, "parlua_allow_threads") != NULL,
+        "with a second thread running, par.map refuses to fork, naming threads and parlua_allow_threads",
+        out);
+
+  parlua_allow_threads(1);
+  ran = run(L, square_map, out, sizeof out);
+  check(ran && strcmp(out, "right") == 0, "after parlua_allow_threads(1) the same call works", out);
+  parlua_allow_threads(0);
+
+  pthread_mutex_lock(&lock);
+  stop_waiting = 1;
+  pthread_cond_signal(&wake);
+  pthread_mutex_unlock(&lock);
+  pthread_join(thread, NULL);
+
+  ran = run(L, square_map, out, sizeof out);
+  check(ran && strcmp(out, "right") == 0, "once the thread has ended, par.map works again without permission",
+        out);
+
+  start_ticking();
+  ran = run(L, interrupted_map, out, sizeof out);
+  stop_ticking();
+  check(ran && strcmp(out, "right") == 0 && ticks > 0,
+        "signals that interrupt par's system calls (EINTR) lose and garble nothing", out);
+  lua_close(L);
+
+  L = luaL_newstate();
+  luaL_openlibs(L);
+  parlua_openlib(L);
+  ran = run(L, "return type(par) == 'table' and type(par.map) == 'function' and "
+               "package.loaded.par == par and 'global' or 'no global par'", out, sizeof out);
+  check(ran && strcmp(out, "global") == 0, "parlua_openlib sets the global par (and package.loaded.par)", out);
+  ran = run(L, "return table.concat(par.map(function(w) return #w end, {'fork', 'pipe', 'map'}), ',')",
+            out, sizeof out);
+  check(ran && strcmp(out, "4,4,3") == 0, "par.map works in a state opened with parlua_openlib", out);
+  lua_close(L);
+
+  printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}
