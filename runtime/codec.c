@@ -645,13 +645,19 @@ static lua_Integer array_length(lua_State *L, int idx) {
   return max - count <= count ? max : -1;
 }
 
+/* Elements an array leaves on the stack before they are popped together. */
+#define POP_BATCH 64
+
 static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
   lua_State *L = e->L;
+  int base = lua_gettop(L);
   lua_Integer i;
   step->key_slot = 0;
+  if (!lua_checkstack(L, POP_BATCH)) return fail(e, e->depth, "Lua stack overflow");
   if (put_char(e, '[') != 0) return -1;
   for (i = 1; i <= n; i++) {
     step->index = i;
+    if (i % POP_BATCH == 0) lua_settop(L, base); /* one pop for many elements */
     if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
       /* the common element of big results, kept short */
       if (reserve(e, FLOAT_TEXT_MAX + 1) != 0) return -1;
@@ -661,8 +667,8 @@ static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
       if (i > 1 && put_char(e, ',') != 0) return -1;
       if (encode_value(e, lua_gettop(L)) != 0) return -1;
     }
-    lua_pop(L, 1);
   }
+  lua_settop(L, base);
   return put_char(e, ']');
 }
 
@@ -1075,7 +1081,8 @@ static lua_Integer decode_elements(Decoder *D, int t, lua_Integer first) {
         lua_rawseti(D->L, t, k);
     }
     n++;
-    if (!next_item(D, ']')) return n;
+    if (D->p < D->end && *D->p == ',') D->p++; /* the usual case, before next_item's */
+    else if (!next_item(D, ']')) return n;
   }
 }
 
