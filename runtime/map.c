@@ -266,7 +266,7 @@ static void push_death_error(MapRun *m, int k, lua_Integer item) {
                  (int)w->last_pid, how, item);
 }
 
-static void on_exit(MapRun *m, int k) {
+static void on_death(MapRun *m, int k) {
   Worker *w = &m->pool->workers[k];
   lua_Integer item;
   if (m->task.init != 0 && !w->ready) {
@@ -314,7 +314,7 @@ static void run(MapRun *m) {
     else if (ev.kind == POOL_FRAME)
       on_error(m, ev.type, ev.payload, ev.len);
     else if (ev.kind == POOL_EXIT)
-      on_exit(m, ev.worker);
+      on_death(m, ev.worker);
     else if (ev.kind == POOL_INTERRUPT)
       on_interrupt(m, ev.worker);
     pool_kill_overdue(m->pool, m->timeout_ns);

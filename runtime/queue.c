@@ -2,8 +2,13 @@
 ** par.queue: long-lived workers fed over time. Workers fork when the queue
 ** is made; items are pushed encoded, at most two ahead per worker, and
 ** results wait in the parent until popped, in completion or push order.
+**
+** An item between push and its result lives in a slot that holds its id
+** and its encoded frame; frames name the slot, so the hot path needs no
+** Lua table keyed by ever-growing ids. Finished results wait by id.
 */
 #include <errno.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -27,16 +32,25 @@ enum {
   UV_POOL = 1,
   UV_FN,
   UV_INIT,     /* the init function, or nil */
-  UV_PAYLOADS, /* id -> the frame of the encoded item, until its result is in */
   UV_RESULTS,  /* id -> result, until popped */
   UV_DONE,     /* id -> true or its error, until popped */
-  UV_READY,    /* finished ids in completion order (unordered queues) */
-  UV_BACKLOG,  /* ids waiting for a worker, in push order */
   UV_FAILURE,  /* an init error: the queue is dead */
   UV_NAME,     /* the name errors give: "par.queue", or "par.imap" for imap */
   UV_ATTEMPTS, /* id -> times started, for items that failed and run again */
   UV_COUNT = UV_ATTEMPTS
 };
+
+/* An item between push and its result. Slots are numbered from 1. */
+typedef struct Slot {
+  lua_Integer id; /* 0 when free */
+  Buffer frame;   /* FRAME_ITEM: the slot number, then the item's JSON */
+} Slot;
+
+/* Integers in arrival order, growing as needed. */
+typedef struct Ring {
+  lua_Integer *v;
+  size_t head, count, cap;
+} Ring;
 
 typedef struct Queue {
   Pool *pool;
@@ -46,11 +60,15 @@ typedef struct Queue {
   lua_Integer pushed, popped;   /* counts; ids are 1..pushed */
   lua_Integer running;          /* pushed and not finished */
   lua_Integer next_in_order;    /* ordered queues: the id pop returns next */
-  lua_Integer ready_head, ready_tail;
-  lua_Integer backlog_head, backlog_tail;
   int64_t timeout_ns;           /* per item, 0 for none */
   lua_Integer retries;
-  lua_Integer *sent;            /* AHEAD ids per worker, oldest first */
+  Slot *slots;
+  int slot_count;
+  Ring free_slots;
+  Ring backlog;                 /* slots waiting for a worker, in push order */
+  Ring ready;                   /* finished ids in completion order (unordered queues) */
+  Buffer scratch;               /* the next item's frame, before it has a slot */
+  lua_Integer *sent;            /* AHEAD slots per worker, oldest first */
   int *sent_count;
   int *sent_before;             /* dispatch's scratch: sent_count before it */
 } Queue;
@@ -79,6 +97,87 @@ static void set_in(lua_State *L, int uv, lua_Integer key) {
 static void clear_in(lua_State *L, int uv, lua_Integer key) {
   lua_pushnil(L);
   set_in(L, uv, key);
+}
+
+static int ring_grow(Ring *r) {
+  size_t cap = r->cap ? 2 * r->cap : 16, i;
+  lua_Integer *v = malloc(cap * sizeof *v);
+  if (v == NULL) return -1;
+  for (i = 0; i < r->count; i++) v[i] = r->v[(r->head + i) % r->cap];
+  free(r->v);
+  r->v = v;
+  r->head = 0;
+  r->cap = cap;
+  return 0;
+}
+
+static void ring_push(lua_State *L, Ring *r, lua_Integer x) {
+  if (r->count == r->cap && ring_grow(r) != 0) luaL_error(L, "par.queue: out of memory");
+  r->v[(r->head + r->count++) % r->cap] = x;
+}
+
+static void ring_push_front(lua_State *L, Ring *r, lua_Integer x) {
+  if (r->count == r->cap && ring_grow(r) != 0) luaL_error(L, "par.queue: out of memory");
+  r->head = (r->head + r->cap - 1) % r->cap;
+  r->v[r->head] = x;
+  r->count++;
+}
+
+static lua_Integer ring_front(const Ring *r) {
+  return r->v[r->head];
+}
+
+static lua_Integer ring_pop(Ring *r) {
+  lua_Integer x = r->v[r->head];
+  r->head = (r->head + 1) % r->cap;
+  r->count--;
+  return x;
+}
+
+static Slot *slot_of(Queue *q, lua_Integer s) {
+  return &q->slots[s - 1];
+}
+
+/* Doubles the slots; the new ones go on the free list. */
+static void grow_slots(lua_State *L, Queue *q) {
+  int count = q->slot_count ? 2 * q->slot_count : 8, s;
+  Slot *slots = realloc(q->slots, (size_t)count * sizeof *slots);
+  if (slots == NULL) luaL_error(L, "par.queue: out of memory");
+  memset(slots + q->slot_count, 0, (size_t)(count - q->slot_count) * sizeof *slots);
+  q->slots = slots;
+  for (s = q->slot_count + 1; s <= count; s++) ring_push(L, &q->free_slots, s);
+  q->slot_count = count;
+}
+
+/* Gives the frame in scratch a slot, for item id; returns the slot. */
+static lua_Integer take_slot(lua_State *L, Queue *q, lua_Integer id) {
+  Slot *slot;
+  Buffer frame;
+  lua_Integer s;
+  if (q->free_slots.count == 0) grow_slots(L, q);
+  s = ring_pop(&q->free_slots);
+  slot = slot_of(q, s);
+  slot->id = id;
+  frame = slot->frame; /* swap: the slot's old buffer becomes the next scratch */
+  slot->frame = q->scratch;
+  q->scratch = frame;
+  frame_put64(slot->frame.data + FRAME_HEADER, (uint64_t)s);
+  return s;
+}
+
+static void free_queue_memory(Queue *q) {
+  int s;
+  for (s = 0; s < q->slot_count; s++) buffer_free(&q->slots[s].frame);
+  free(q->slots);
+  free(q->free_slots.v);
+  free(q->backlog.v);
+  free(q->ready.v);
+  buffer_free(&q->scratch);
+  q->slots = NULL;
+  q->slot_count = 0;
+  memset(&q->free_slots, 0, sizeof q->free_slots);
+  memset(&q->backlog, 0, sizeof q->backlog);
+  memset(&q->ready, 0, sizeof q->ready);
 }
 
 /* The name errors give; kept alive by the queue's user value. */
@@ -115,43 +214,31 @@ static void push_fork_error(lua_State *L) {
   par_push_error(L, queue_name(L), 0, "fork", "cannot start a worker: %s", strerror(errno));
 }
 
-/* Takes the oldest id off the backlog. */
-static lua_Integer next_in_backlog(lua_State *L, Queue *q) {
-  lua_Integer id;
-  get_uv(L, UV_BACKLOG);
-  lua_rawgeti(L, -1, q->backlog_head);
-  id = lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  clear_in(L, UV_BACKLOG, q->backlog_head++);
-  return id;
-}
-
 /* Sends worker k its items sent[from..], in one write. */
-static void send_items(lua_State *L, Queue *q, int k, int from) {
+static void send_items(Queue *q, int k, int from) {
   struct iovec frames[AHEAD];
   int i, n = q->sent_count[k] - from;
-  get_uv(L, UV_PAYLOADS);
   for (i = 0; i < n; i++) {
-    lua_rawgeti(L, -1 - i, q->sent[k * AHEAD + from + i]); /* stays on the stack while sent */
-    frames[i].iov_base = (void *)lua_tolstring(L, -1, &frames[i].iov_len);
+    Slot *slot = slot_of(q, q->sent[k * AHEAD + from + i]);
+    frames[i].iov_base = slot->frame.data;
+    frames[i].iov_len = slot->frame.len;
   }
   pool_sendv(q->pool, k, frames, n); /* if it died, pool_wait says so */
-  lua_pop(L, n + 1);
 }
 
 /*
 ** Hands items from the backlog to workers with room: one at a time to the
 ** least loaded, so uneven items spread, then each worker's share in one write.
 */
-static void dispatch(lua_State *L, Queue *q) {
+static void dispatch(Queue *q) {
   int k, depth;
   for (k = 0; k < q->pool->size; k++) q->sent_before[k] = q->sent_count[k];
   for (depth = 1; depth <= AHEAD; depth++)
-    for (k = 0; k < q->pool->size && q->backlog_head < q->backlog_tail; k++)
+    for (k = 0; k < q->pool->size && q->backlog.count > 0; k++)
       if (q->pool->workers[k].pid != 0 && q->sent_count[k] < depth)
-        q->sent[k * AHEAD + q->sent_count[k]++] = next_in_backlog(L, q);
+        q->sent[k * AHEAD + q->sent_count[k]++] = ring_pop(&q->backlog);
   for (k = 0; k < q->pool->size; k++)
-    if (q->sent_count[k] > q->sent_before[k]) send_items(L, q, k, q->sent_before[k]);
+    if (q->sent_count[k] > q->sent_before[k]) send_items(q, k, q->sent_before[k]);
 }
 
 static int some_worker_idle(Queue *q) {
@@ -161,38 +248,36 @@ static int some_worker_idle(Queue *q) {
   return 0;
 }
 
-/* Forgets id from worker k's items in hand. */
-static void unsend(Queue *q, int k, lua_Integer id) {
-  lua_Integer *ids = &q->sent[k * AHEAD];
+/* Forgets slot s from worker k's items in hand. */
+static void unsend(Queue *q, int k, lua_Integer s) {
+  lua_Integer *slots = &q->sent[k * AHEAD];
   int i;
   for (i = 0; i < q->sent_count[k]; i++) {
-    if (ids[i] != id) continue;
-    memmove(&ids[i], &ids[i + 1], (size_t)(q->sent_count[k] - i - 1) * sizeof *ids);
+    if (slots[i] != s) continue;
+    memmove(&slots[i], &slots[i + 1], (size_t)(q->sent_count[k] - i - 1) * sizeof *slots);
     q->sent_count[k]--;
     return;
   }
 }
 
-/* Marks id finished: its result (or error) is in, it waits to be popped. */
-static void finish(lua_State *L, Queue *q, lua_Integer id) {
+/* Marks the item in slot s finished: its result (or error) waits to be popped, the slot is free. */
+static void finish(lua_State *L, Queue *q, lua_Integer s) {
+  lua_Integer id = slot_of(q, s)->id;
   get_uv(L, UV_DONE);
   if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
     lua_pushboolean(L, 1);
     lua_rawseti(L, -3, id);
   }
   lua_pop(L, 2);
-  clear_in(L, UV_PAYLOADS, id);
+  slot_of(q, s)->id = 0;
+  ring_push(L, &q->free_slots, s);
   q->running--;
-  if (!q->ordered) {
-    lua_pushinteger(L, id);
-    set_in(L, UV_READY, q->ready_tail++);
-  }
+  if (!q->ordered) ring_push(L, &q->ready, id);
 }
 
-/* Puts id back at the front of the backlog. */
-static void requeue(lua_State *L, Queue *q, lua_Integer id) {
-  lua_pushinteger(L, id);
-  set_in(L, UV_BACKLOG, --q->backlog_head);
+/* Puts slot s back at the front of the backlog. */
+static void requeue(lua_State *L, Queue *q, lua_Integer s) {
+  ring_push_front(L, &q->backlog, s);
 }
 
 /* How many times id has been started so far; negative while a retry waits for its failed result. */
@@ -234,20 +319,28 @@ static void file_error(lua_State *L, lua_Integer id) {
   set_in(L, UV_DONE, id);
 }
 
+/* The slot a worker's frame names, checked. */
+static lua_Integer named_slot(lua_State *L, Queue *q, const char *payload, size_t len, size_t least) {
+  lua_Integer s;
+  if (len < least) luaL_error(L, "par.queue: short message from a worker");
+  s = (lua_Integer)frame_get64(payload);
+  if (s < 1 || s > q->slot_count || slot_of(q, s)->id == 0)
+    luaL_error(L, "par.queue: a worker answered for an item it does not have");
+  return s;
+}
+
 static void on_results(lua_State *L, Queue *q, int k, const char *payload, size_t len) {
-  lua_Integer id;
-  if (len < 16) luaL_error(L, "par.queue: short result from a worker");
-  id = (lua_Integer)frame_get64(payload);
-  unsend(q, k, id);
+  lua_Integer s = named_slot(L, q, payload, len, 16), id = slot_of(q, s)->id;
+  unsend(q, k, s);
   if (attempts_of(L, id) < 0) { /* it failed and runs again */
     end_retry_wait(L, id);
-    requeue(L, q, id);
+    requeue(L, q, s);
     return;
   }
   get_uv(L, UV_RESULTS);
   codec_decode_into(L, lua_gettop(L), id, payload + 16, len - 16);
   lua_pop(L, 1);
-  finish(L, q, id);
+  finish(L, q, s);
 }
 
 /* Makes the error on top of the stack the queue's end: later calls raise it. */
@@ -259,14 +352,15 @@ static void kill_queue(lua_State *L, Queue *q) {
 
 static void on_error(lua_State *L, Queue *q, char type, const char *payload, size_t len) {
   lua_Integer id;
-  if (len < 8) luaL_error(L, "par.queue: short error from a worker");
-  id = (lua_Integer)frame_get64(payload);
-  codec_decode(L, payload + 8, len - 8);
   if (type == FRAME_INIT_ERROR) {
+    if (len < 8) luaL_error(L, "par.queue: short message from a worker");
+    codec_decode(L, payload + 8, len - 8);
     par_make_error(L, queue_name(L), 0, "init");
     kill_queue(L, q);
     return;
   }
+  id = slot_of(q, named_slot(L, q, payload, len, 8))->id;
+  codec_decode(L, payload + 8, len - 8);
   if (may_retry(L, q, id)) { /* marked (negative) until its result frame comes */
     lua_pop(L, 1);
     lua_pushinteger(L, -attempts_of(L, id));
@@ -277,21 +371,22 @@ static void on_error(lua_State *L, Queue *q, char type, const char *payload, siz
   file_error(L, id);
 }
 
-/* Which item a dead worker was running: the one it was killed for or said, else its oldest. */
+/* The slot a dead worker was running: the one it was killed for or said, else its oldest. */
 static lua_Integer dead_item(Queue *q, int k) {
   Worker *w = &q->pool->workers[k];
-  lua_Integer *ids = &q->sent[k * AHEAD];
+  lua_Integer *slots = &q->sent[k * AHEAD];
   lua_Integer said = w->killed_for ? w->killed_for : (lua_Integer)q->pool->progress[k].item;
   int i;
   for (i = 0; i < q->sent_count[k]; i++)
-    if (ids[i] == said) return said;
-  return w->killed_for ? 0 : ids[0];
+    if (slots[i] == said) return said;
+  return w->killed_for ? 0 : slots[0];
 }
 
-static void push_death_error(lua_State *L, Queue *q, int k, lua_Integer id) {
+static void push_death_error(lua_State *L, Queue *q, int k, lua_Integer s) {
   Worker *w = &q->pool->workers[k];
+  lua_Integer id = slot_of(q, s)->id;
   char how[64];
-  if (w->killed_for == id) {
+  if (w->killed_for == s) {
     par_push_error(L, queue_name(L), id, "timeout", "item %I ran longer than %f s; worker %d killed",
                    id, (lua_Number)q->timeout_ns / 1e9, (int)w->last_pid);
     return;
@@ -302,9 +397,9 @@ static void push_death_error(lua_State *L, Queue *q, int k, lua_Integer id) {
 }
 
 /* A worker died: its running item failed, the others it held go back. */
-static void on_exit(lua_State *L, Queue *q, int k, int has_init) {
+static void on_death(lua_State *L, Queue *q, int k, int has_init) {
   Worker *w = &q->pool->workers[k];
-  lua_Integer *ids = &q->sent[k * AHEAD];
+  lua_Integer *slots = &q->sent[k * AHEAD];
   lua_Integer dead;
   int i;
   if (q->stopped) return;
@@ -317,15 +412,15 @@ static void on_exit(lua_State *L, Queue *q, int k, int has_init) {
   }
   dead = q->sent_count[k] > 0 ? dead_item(q, k) : 0;
   for (i = q->sent_count[k] - 1; i >= 0; i--) {
-    end_retry_wait(L, ids[i]); /* a failed one runs again anyway */
-    if (ids[i] != dead) requeue(L, q, ids[i]);
+    end_retry_wait(L, slot_of(q, slots[i])->id); /* a failed one runs again anyway */
+    if (slots[i] != dead) requeue(L, q, slots[i]);
   }
   q->sent_count[k] = 0;
-  if (dead != 0 && may_retry(L, q, dead)) {
+  if (dead != 0 && may_retry(L, q, slot_of(q, dead)->id)) {
     requeue(L, q, dead); /* first in line, so the fresh worker takes it */
   } else if (dead != 0) {
     push_death_error(L, q, k, dead);
-    file_error(L, dead);
+    file_error(L, slot_of(q, dead)->id);
     finish(L, q, dead);
   }
   if (start_worker(L, q, k) != 0 && live_workers(q) == 0) { /* else the others carry on */
@@ -370,35 +465,32 @@ static int wait_limit(Queue *q, int timeout_ms) {
 /* Waits up to timeout_ms for one event from the workers and takes it in. */
 static void take_event(lua_State *L, Queue *q, int timeout_ms) {
   PoolEvent ev;
-  dispatch(L, q);
+  dispatch(q);
   pool_wait(L, q->pool, wait_limit(q, timeout_ms), &ev);
   if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
     on_results(L, q, ev.worker, ev.payload, ev.len);
   else if (ev.kind == POOL_FRAME)
     on_error(L, q, ev.type, ev.payload, ev.len);
   else if (ev.kind == POOL_EXIT)
-    on_exit(L, q, ev.worker, has_init(L));
+    on_death(L, q, ev.worker, has_init(L));
   else if (ev.kind == POOL_INTERRUPT)
     on_interrupt(L, q, ev.worker);
   pool_kill_overdue(q->pool, q->timeout_ns);
   check_failure(L);
-  dispatch(L, q);
+  dispatch(q);
   stop_if_done(q);
 }
 
-/* Encodes the item at index 2 as the frame that carries it: its id, then its JSON. */
-static void push_item_frame(lua_State *L, lua_Integer id) {
-  Buffer *b = par_push_buffer(L);
+/* Encodes the item at index 2 into scratch as the frame that will carry it. */
+static void encode_item(lua_State *L, Queue *q) {
+  Buffer *b = &q->scratch;
   char err[256];
+  b->len = 0;
   if (frame_begin(b, FRAME_ITEM) != 0 || buffer_reserve(b, 8) != 0)
     luaL_error(L, "par.queue: out of memory");
-  frame_put64(b->data + b->len, (uint64_t)id);
-  b->len += 8;
+  b->len += 8; /* the slot number, once it has one */
   if (codec_encode(L, 2, b, "item", err, sizeof err) != 0) luaL_argerror(L, 2, err);
   frame_finish(b, 0);
-  lua_pushlstring(L, b->data, b->len);
-  lua_closeslot(L, -2);
-  lua_remove(L, -2);
 }
 
 static int queue_push(lua_State *L) {
@@ -408,15 +500,12 @@ static int queue_push(lua_State *L) {
   lua_settop(L, 2);
   check_failure(L);
   if (q->closed) return luaL_error(L, "par.queue: push on a closed queue");
-  id = q->pushed + 1;
-  push_item_frame(L, id);
-  set_in(L, UV_PAYLOADS, id);
   while (q->running >= q->capacity) take_event(L, q, -1);
-  q->pushed = id;
+  encode_item(L, q); /* after the wait, which may reuse scratch's buffer */
+  id = ++q->pushed;
   q->running++;
-  lua_pushinteger(L, id);
-  set_in(L, UV_BACKLOG, q->backlog_tail++);
-  if (some_worker_idle(q)) dispatch(L, q); /* otherwise it goes with others, before a wait */
+  ring_push(L, &q->backlog, take_slot(L, q, id));
+  if (some_worker_idle(q)) dispatch(q); /* otherwise it goes with others, before a wait */
   lua_pushinteger(L, id);
   return 1;
 }
@@ -428,11 +517,8 @@ static lua_Integer poppable(lua_State *L, Queue *q) {
     get_uv(L, UV_DONE);
     if (lua_rawgeti(L, -1, q->next_in_order) != LUA_TNIL) id = q->next_in_order;
     lua_pop(L, 2);
-  } else if (q->ready_head < q->ready_tail) {
-    get_uv(L, UV_READY);
-    lua_rawgeti(L, -1, q->ready_head);
-    id = lua_tointeger(L, -1);
-    lua_pop(L, 2);
+  } else if (q->ready.count > 0) {
+    id = ring_front(&q->ready);
   }
   return id;
 }
@@ -440,7 +526,7 @@ static lua_Integer poppable(lua_State *L, Queue *q) {
 /* Returns id's result, or raises its error (collect: id, nil, err). */
 static int deliver(lua_State *L, Queue *q, lua_Integer id) {
   if (q->ordered) q->next_in_order++;
-  else clear_in(L, UV_READY, q->ready_head++);
+  else ring_pop(&q->ready);
   q->popped++;
   lua_pushinteger(L, id);
   get_uv(L, UV_RESULTS);
@@ -529,6 +615,7 @@ static int queue_gc(lua_State *L) {
   q->closed = 1;
   if (!q->stopped && q->pool != NULL) pool_close(q->pool, 1);
   q->stopped = 1;
+  free_queue_memory(q);
   return 0;
 }
 
@@ -550,9 +637,9 @@ static Queue *new_queue(lua_State *L, int size) {
   q->sent = (lua_Integer *)(q + 1);
   q->sent_count = (int *)(q->sent + (size_t)size * AHEAD);
   q->sent_before = q->sent_count + size;
-  q->next_in_order = q->ready_head = q->ready_tail = q->backlog_head = q->backlog_tail = 1;
+  q->next_in_order = 1;
   par_set_class(L, QUEUE_METATABLE, queue_methods, queue_gc, 1);
-  for (uv = UV_PAYLOADS; uv <= UV_ATTEMPTS; uv++) {
+  for (uv = UV_RESULTS; uv <= UV_ATTEMPTS; uv++) {
     if (uv == UV_FAILURE || uv == UV_NAME) continue;
     lua_newtable(L);
     lua_setiuservalue(L, -2, uv);
