@@ -13,8 +13,9 @@
 **   - for text starting with '[', codec_decode_into agrees with
 **     codec_decode (same value or the same error) and places element k at
 **     first + k - 1, 'first' being 1 and then a value picked from the
-**     input's length: negative, 0, or the largest that keeps the last
-**     index representable.
+**     input's length: 0, negative, LUA_MININTEGER, or the largest that
+**     keeps the last index representable, in which case one more must be
+**     refused with a clean error.
 */
 #include <stdint.h>
 #include <stdio.h>
@@ -124,12 +125,7 @@ static lua_Integer pick_first(size_t len, lua_Integer n) {
     case 0: return 0;
     case 1: return -n;
     case 2: return LUA_MININTEGER;
-#ifdef FUZZ_SPARE_LAST_INDEX
-    /* one index to spare: for exploring while the edge case is known bad */
-    default: return LUA_MAXINTEGER - n;
-#else
     default: return n > 0 ? LUA_MAXINTEGER - (n - 1) : LUA_MAXINTEGER;
-#endif
   }
 }
 
@@ -163,6 +159,25 @@ static void check_indexes(int idx, lua_Integer n) {
 }
 
 /*
+** An array whose last index would be one past LUA_MAXINTEGER is refused
+** with a clean error (and not computed with an overflow).
+*/
+static void check_past_last_index(const FuzzText *text, lua_Integer n) {
+  FuzzText t = *text;
+  const char *msg;
+  int status;
+  t.first = LUA_MAXINTEGER - (n - 2);
+  status = decode_with_budget(fuzz_decode_into_fn, &t, "codec_decode_into");
+  FUZZ_CHECK(status != LUA_OK, "codec_decode_into from %lld accepted %lld"
+             " elements", (long long)t.first, (long long)n);
+  fuzz_check_decode_error(L, status, t.len);
+  msg = lua_tostring(L, -1);
+  FUZZ_CHECK(strstr(msg, "past the largest integer") != NULL,
+             "unexpected error for indexes past the largest: %s", msg);
+  lua_pop(L, 1);
+}
+
+/*
 ** codec_decode_into against codec_decode's outcome (value or error at
 ** stack index 1).
 */
@@ -190,6 +205,7 @@ static void check_decode_into(const FuzzText *text, int decoded) {
              (long long)t.first, lua_tostring(L, -1));
   check_shifted(1, t.first);
   lua_pop(L, 2);
+  if (t.len % 4 == 3 && t.count >= 2) check_past_last_index(&t, t.count);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

@@ -6,10 +6,12 @@
 ** value is encoded with codec_encode and decoded with codec_decode, and
 ** must come back equal: same types, integers equal, floats bit for bit
 ** (-0.0 and subnormals included, any NaN for a NaN), strings byte for
-** byte, tables with the same keys of the same types. A value nested deeper
-** than CODEC_MAX_DEPTH must instead be refused with the documented error,
-** leaving the output buffer as it was. Arrays are also read back with
-** codec_decode_into. Any mismatch aborts.
+** byte, tables with the same keys of the same types; a table used twice
+** comes back as two equal tables. A value nested deeper than
+** CODEC_MAX_DEPTH, or holding a function, userdata, thread, table key or
+** cycle (rare kinds of the builder), must instead be refused with one of
+** the documented messages, leaving the output buffer as it was. Arrays
+** are also read back with codec_decode_into. Any mismatch aborts.
 */
 #include <float.h>
 #include <math.h>
@@ -31,8 +33,12 @@
 #define DEEP_BUDGET 1010  /* tables in all the chains of a deep input */
 #define SHALLOW_BUDGET 60 /* ... and of the other inputs */
 
+#define MAX_SHARES 4       /* uses of an earlier table: each may double the size */
+
 static lua_State *L;
 static unsigned chain_budget;  /* chain levels left for this input */
+static unsigned shares_left;   /* table reuses left for this input */
+static char last_table;        /* its address keys the last table built */
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
   (void)argc;
@@ -155,6 +161,58 @@ static void push_long_string(Input *in) {
 
 static void build_value(Input *in, int level);
 
+/* A boolean key, or rarely one codec_encode must refuse. */
+static void push_boolean_or_unsendable(unsigned b) {
+  switch (b < 252 ? 0 : b - 251) {
+    case 0: lua_pushboolean(L, b & 1); break;
+    case 1: lua_pushcfunction(L, fuzz_decode_fn); break;
+    case 2: lua_pushlightuserdata(L, &last_table); break;
+    case 3: lua_newtable(L); break;
+    default: lua_newthread(L); break;
+  }
+}
+
+/*
+** Nil, or rarely: a value codec_encode must refuse (a function, userdata,
+** thread, table with a table key, or a cycle), or a table built earlier in
+** this input, which must be sent twice (it is not a cycle).
+*/
+static void push_nil_or_odd(unsigned b) {
+  switch (b < 248 ? 0 : b - 247) {
+    case 0: lua_pushnil(L); break;
+    case 1: lua_pushcfunction(L, fuzz_decode_fn); break;
+    case 2: lua_pushlightuserdata(L, &last_table); break;
+    case 3: lua_newuserdatauv(L, 1, 0); break;
+    case 4: lua_newthread(L); break;
+    case 5:  /* {[{}] = true} */
+      lua_newtable(L);
+      lua_newtable(L);
+      lua_pushboolean(L, 1);
+      lua_rawset(L, -3);
+      break;
+    case 6:  /* t = {t} */
+      lua_newtable(L);
+      lua_pushvalue(L, -1);
+      lua_rawseti(L, -2, 1);
+      break;
+    case 7:  /* t = {x = {t}} */
+      lua_newtable(L);
+      lua_createtable(L, 1, 0);
+      lua_pushvalue(L, -2);
+      lua_rawseti(L, -2, 1);
+      lua_setfield(L, -2, "x");
+      break;
+    default:
+      lua_rawgetp(L, LUA_REGISTRYINDEX, &last_table);
+      if (shares_left == 0) {
+        lua_pop(L, 1);
+        lua_pushnil(L);
+      } else {
+        shares_left--;
+      }
+  }
+}
+
 /* A table key: never nil or NaN, which Lua refuses as keys. */
 static void push_key(Input *in) {
   double d;
@@ -170,7 +228,7 @@ static void push_key(Input *in) {
       d = from_bits(u64(in));
       lua_pushnumber(L, isnan(d) ? -0.75 : d);
       break;
-    case 5: lua_pushboolean(L, byte(in) & 1); break;
+    case 5: push_boolean_or_unsendable(byte(in)); break;
     case 6: push_special_string(byte(in)); break;
     default: push_raw_string(in); break;
   }
@@ -231,6 +289,9 @@ static void build_table(Input *in, int level, unsigned kind) {
     build_value(in, level + 1);
     lua_rawset(L, -3);  /* a nil value makes a hole; a repeated key replaces */
   }
+  lua_pushvalue(L, -1);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &last_table);  /* finished: never an
+                                                      ancestor of what follows */
 }
 
 /*
@@ -251,7 +312,7 @@ static void build_value(Input *in, int level) {
   int e;
   if (level >= BUILD_DEPTH && kind >= 12) kind = 3;
   switch (kind) {
-    case 0: lua_pushnil(L); break;
+    case 0: push_nil_or_odd(byte(in)); break;
     case 1: lua_pushboolean(L, byte(in) & 1); break;
     case 2: lua_pushinteger(L, (lua_Integer)(int8_t)byte(in)); break;
     case 3: lua_pushinteger(L, special_integer(byte(in))); break;
@@ -279,21 +340,43 @@ static void build_value(Input *in, int level) {
 }
 
 /*
-** The nesting depth of the value at idx: 0 for a leaf, 1 + the deepest
-** value in it for a table. Measured on the value built rather than
-** counted while building: a repeated key may replace a deep value.
+** What the encoder should make of the value built, found by walking it
+** (not by counting while building: a repeated key may replace a value).
 */
-static int depth_of(int idx) {
-  int deepest = 0;
-  if (lua_type(L, idx) != LUA_TTABLE) return 0;
+typedef struct Scan {
+  int unsendable;  /* it holds something codec_encode must refuse */
+  int depth;       /* of the deepest table path, the outermost table 1 */
+  const void *path[CODEC_MAX_DEPTH + 64];  /* the tables being walked */
+} Scan;
+
+static int is_sendable_key(int type) {
+  return type == LUA_TSTRING || type == LUA_TNUMBER || type == LUA_TBOOLEAN;
+}
+
+static void scan_value(Scan *s, int idx, int level) {
+  const void *t;
+  int i;
+  if (lua_type(L, idx) != LUA_TTABLE) {
+    if (lua_type(L, idx) > LUA_TTABLE || lua_type(L, idx) == LUA_TLIGHTUSERDATA)
+      s->unsendable = 1;  /* function, userdata, thread */
+    return;
+  }
+  t = lua_topointer(L, idx);
+  for (i = 0; i < level; i++)
+    if (s->path[i] == t) {
+      s->unsendable = 1;  /* a cycle */
+      return;
+    }
+  if (level + 1 > s->depth) s->depth = level + 1;
+  if (level == CODEC_MAX_DEPTH + 63) return;  /* deep enough to be refused */
+  s->path[level] = t;
   if (!lua_checkstack(L, 3)) abort();
   lua_pushnil(L);
   while (lua_next(L, idx)) {
-    int d = depth_of(lua_gettop(L));
-    if (d > deepest) deepest = d;
+    if (!is_sendable_key(lua_type(L, -2))) s->unsendable = 1;
+    scan_value(s, lua_gettop(L), level + 1);
     lua_pop(L, 1);
   }
-  return deepest + 1;
 }
 
 /*
@@ -315,14 +398,27 @@ static unsigned chain_budget_of(const uint8_t *data, size_t size) {
 
 #define PREFIX "prefix"  /* output already in the buffer must stay */
 
-static void check_refused(Buffer *b, const char *err, int depth) {
-  char expected[64];
-  snprintf(expected, sizeof expected,
-           "table nested deeper than %d levels (at value", CODEC_MAX_DEPTH);
-  FUZZ_CHECK(strncmp(err, expected, strlen(expected)) == 0,
-             "a value %d deep was refused with: %s", depth, err);
+/*
+** A refused value leaves the buffer as it was, with one of the documented
+** messages, "<what> (at value<path>)", the path at most PATH_TEXT_MAX (60)
+** characters and "...". Only the depth message if nothing else is wrong.
+*/
+static void check_refused(const Buffer *b, const char *err, const Scan *s) {
+  char deep[64];
+  const char *at = strstr(err, " (at value");
+  snprintf(deep, sizeof deep, "table nested deeper than %d levels (at value",
+           CODEC_MAX_DEPTH);
   FUZZ_CHECK(b->len == strlen(PREFIX) && memcmp(b->data, PREFIX, b->len) == 0,
              "a refused value left %zu bytes in the buffer", b->len);
+  if (!s->unsendable)
+    FUZZ_CHECK(strncmp(err, deep, strlen(deep)) == 0,
+               "a value %d deep was refused with: %s", s->depth, err);
+  FUZZ_CHECK(strncmp(err, "cannot send a ", 14) == 0 ||
+                 strncmp(err, deep, strlen(deep)) == 0,
+             "unexpected message: %s", err);
+  FUZZ_CHECK(at != NULL && strlen(at) <= strlen(" (at ") + 63 + 1 &&
+                 err[strlen(err) - 1] == ')',
+             "bad path in the message: %s", err);
 }
 
 /* The text decodes, with both decoders for an array, to the value at 1. */
@@ -346,19 +442,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   Input in = {data, data + size};
   Buffer b = {NULL, 0, 0};
   char err[256] = "";
-  int depth, status;
+  Scan scan = {0, 0, {NULL}};
+  int status;
   chain_budget = chain_budget_of(data, size);
+  shares_left = MAX_SHARES;
+  lua_pushnil(L);
+  lua_rawsetp(L, LUA_REGISTRYINDEX, &last_table);
   build_value(&in, 0);
-  depth = depth_of(1);
   FUZZ_CHECK(lua_gettop(L) == 1, "the builder left %d values", lua_gettop(L));
+  scan_value(&scan, 1, 0);
   if (buffer_append(&b, PREFIX, strlen(PREFIX)) != 0) abort();
   status = codec_encode(L, 1, &b, "value", err, sizeof err);
   FUZZ_CHECK(lua_gettop(L) == 1, "codec_encode changed the stack");
-  if (depth > CODEC_MAX_DEPTH) {
-    FUZZ_CHECK(status != 0, "a value %d deep was encoded", depth);
-    check_refused(&b, err, depth);
+  if (scan.unsendable || scan.depth > CODEC_MAX_DEPTH) {
+    FUZZ_CHECK(status != 0, "a value %d deep%s was encoded", scan.depth,
+               scan.unsendable ? " that cannot be sent" : "");
+    check_refused(&b, err, &scan);
   } else {
-    FUZZ_CHECK(status == 0, "a value %d deep was refused: %s", depth, err);
+    FUZZ_CHECK(status == 0, "a value %d deep was refused: %s", scan.depth, err);
     check_decodes(b.data + strlen(PREFIX), b.len - strlen(PREFIX));
   }
   buffer_free(&b);

@@ -68,6 +68,11 @@ local decode = {
   bad_exponent = '[1e,1e+]',
   bad_infinity = '-Inf',
   bad_garbage = '\x00\xff{[}]"\\',
+  -- fixed in bfa2a3d: 3 bytes, so fuzz_decode puts the last element at
+  -- LUA_MAXINTEGER, which overflowed the index after it
+  regress_index_edge = '[1]',
+  -- 7 bytes, 3 elements: also from one past the largest index, refused
+  index_past_largest = '[1,2,3]',
 }
 
 -- Containers longer than the decoder's batch of 16, repeated keys across it.
@@ -94,13 +99,16 @@ end
 -- ---------------------------------------------------------------------
 -- fuzz_roundtrip: programs for build_value in fuzz_roundtrip.c.
 -- A value is a kind byte (mod 16) and its operands:
---   0 nil | 1 bool b | 2 small int b | 3 special int b | 4 int64 (8 bytes)
+--   0 nil b (b >= 248: function, light userdata, userdata, thread,
+--     {[{}] = true}, t = {t}, t = {x = {t}}, the last table built)
+--   1 bool b | 2 small int b | 3 special int b | 4 int64 (8 bytes)
 --   5 special float b | 6 float bits (8) | 7 integral float b
 --   8 decimal u16 b b | 9 string n bytes | 10 special string b
 --   11 long string u16 k pattern(k) | 12 array n values | 13 sparse n (gap value)*
 --   14 object n (key value)* | 15 chain sel [b] value style
 -- A key is a kind byte (mod 8): 0 small int b | 1 special int b | 2 int64
---   3 special float b | 4 float bits | 5 bool b | 6 special string b | 7 string n bytes
+--   3 special float b | 4 float bits | 5 bool b (b >= 252: function, light
+--   userdata, table, thread) | 6 special string b | 7 string n bytes
 
 local function u16(v) return string.char(v % 256, v // 256) end
 local function u64(v) return string.pack("<i8", v) end
@@ -150,7 +158,16 @@ local roundtrip = {
     "\9\5hello", "\9\4\0\1\2\3", "\9\3\255\"\\", "\9\0",
     "\11" .. u16(3000) .. "\2\"\n\255", "\11" .. u16(8191) .. "\0\0",
   }),
-  booleans_nils = array({ "\1\1", "\1\0", "\0", "\0", "\1\1" }),
+  booleans_nils = array({ "\1\1", "\1\0", "\0\0", "\0\7", "\1\1" }),
+  unsendable_values = array({ "\2\1", "\0\248" }),
+  unsendable_userdata = "\14\2\6\27\0\250\6\28\0\249",
+  unsendable_thread = array({ array({ "\0\251" }) }),
+  unsendable_table_key = "\14\1\6\1\0\252",
+  unsendable_cycles = array({ "\0\253", "\0\254" }),
+  unsendable_keys = "\14\4\5\252\2\1\5\253\2\2\5\254\2\3\5\255\2\4",
+  unsendable_deep_path = "\15\30\0\248\1",
+  shared_tables = array({ array({ "\2\1", "\2\2" }), "\0\255", "\0\255",
+    array({ "\0\255", "\0\255" }) }),
   object_keys = "\14\9" .. "\0\5\2\1" .. "\1\3\10\3" .. "\2" .. u64(-7) .. "\10\5"
     .. "\3\1\1\0" .. "\4" .. f64(2.5) .. "\2\9" .. "\5\1\2\8" .. "\5\0\2\7"
     .. "\6\28\2\6" .. "\7\3a b\2\5",
@@ -197,6 +214,8 @@ local frames = {
   large_in_filler = "\240" .. header("L", 300000) .. "start",
   large_just_short = "\166" .. header("L", 2 * 65536 + 10) .. ("z"):rep(5),
   large_exact = "\151" .. header("L", 65536 + 5) .. "12345",
+  -- fixed in bfa2a3d: 9 + this length wrapped to 0, "header not here yet"
+  regress_length_wraps = "\0" .. header("R", -9),
 }
 
 for name, bytes in pairs(frames) do

@@ -10,8 +10,8 @@
 # a crash, leak, timeout or out-of-memory (the input is saved under
 # build/fuzz/artifacts/<target>/ and the end of its log is shown).
 #
-# Environment: CLANG (default clang), FUZZ_CFLAGS (extra flags, e.g.
-# -DFUZZ_SPARE_LAST_INDEX), FUZZ_TARGETS (default: all three).
+# Environment: CLANG (default clang), FUZZ_CFLAGS (extra compiler flags),
+# FUZZ_TARGETS (default: all three), LUA_PC (default lua5.4).
 set -eu
 
 seconds=${1:-60}
