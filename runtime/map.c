@@ -31,6 +31,7 @@ typedef struct Range {
 typedef struct Inflight {
   Range r[AHEAD];
   int count;
+  int last_sent; /* it was told no more work will come, and exits after these */
 } Inflight;
 
 typedef struct MapRun {
@@ -91,14 +92,20 @@ static int next_range(MapRun *m, Range *r) {
   return 1;
 }
 
+/* Whether everything has been handed out, so a range given now is a worker's last. */
+static int all_handed_out(MapRun *m) {
+  return m->next > m->n && m->leftovers == 0;
+}
+
 /* Sends worker k ranges, in one write, until it has 'depth' of them. */
 static void feed_to(MapRun *m, int k, int depth) {
   Inflight *q = &m->inflight[k];
   char frames[AHEAD * (FRAME_HEADER + 16)];
   size_t len = 0;
   Range r;
-  while (q->count < depth && next_range(m, &r)) {
-    frames[len] = FRAME_JOB;
+  while (!q->last_sent && q->count < depth && next_range(m, &r)) {
+    q->last_sent = all_handed_out(m);
+    frames[len] = q->last_sent ? FRAME_LAST_JOB : FRAME_JOB;
     frame_put64(frames + len + 1, 16);
     frame_put64(frames + len + FRAME_HEADER, (uint64_t)r.lo);
     frame_put64(frames + len + FRAME_HEADER + 8, (uint64_t)r.hi);
@@ -127,10 +134,26 @@ static int retry(MapRun *m, lua_Integer i) {
   return 1;
 }
 
-/* Forks worker k; returns 0, or -1 (errno set) when fork fails. */
+/*
+** Forks worker k with its first range, if any is left, so that it starts
+** at once; returns 0, or -1 (errno set) when fork fails.
+*/
 static int start_worker(MapRun *m, int k) {
-  m->inflight[k].count = 0;
-  return pool_start(m->L, m->pool, k, worker_main, &m->task);
+  Inflight *q = &m->inflight[k];
+  Range r = {0, 0};
+  q->count = 0;
+  q->last_sent = 0;
+  if (next_range(m, &r)) {
+    q->r[q->count++] = r;
+    q->last_sent = all_handed_out(m);
+  }
+  m->task.first_lo = r.lo;
+  m->task.first_hi = r.hi;
+  m->task.first_is_last = q->last_sent;
+  if (pool_start(m->L, m->pool, k, worker_main, &m->task) == 0) return 0;
+  if (q->count > 0) give_back(m, r); /* for a worker that did start */
+  q->count = 0;
+  return -1;
 }
 
 static int live_workers(MapRun *m) {
@@ -347,7 +370,7 @@ int par_map(lua_State *L) {
   m.next = 1;
   m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
   m.timeout_ns = (int64_t)(m.opts.timeout * 1e9);
-  m.task = (WorkerTask){1, 2, m.opts.init, m.timeout_ns > 0};
+  m.task = (WorkerTask){1, 2, m.opts.init, m.timeout_ns > 0, 0, 0, 0};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);
   lua_pushnil(L);
   m.leftover_slot = lua_gettop(L);

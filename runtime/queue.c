@@ -191,7 +191,7 @@ static const char *queue_name(lua_State *L) {
 
 /* Forks worker k; returns 0, or -1 (errno set) when fork fails. */
 static int start_worker(lua_State *L, Queue *q, int k) {
-  WorkerTask task = {0, 0, 0, q->timeout_ns > 0};
+  WorkerTask task = {0, 0, 0, q->timeout_ns > 0, 0, 0, 0};
   int top = lua_gettop(L), status;
   get_uv(L, UV_FN);
   task.fn = lua_gettop(L);

@@ -154,6 +154,12 @@ static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
   if (frame_send(res, FRAME_READY, NULL, 0) != 0) proc_exit(1);
 }
 
+/* Sends what is left and ends: told that no more work will come, the worker need not wait for end of file. */
+static void finish_work(int res) {
+  send_results(res);
+  proc_exit(0);
+}
+
 void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task) {
   const WorkerTask *t = task;
   FrameReader in = {{NULL, 0, 0}, 0};
@@ -163,6 +169,10 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
   lua_pushcfunction(L, worker_capture_error);
   msgh = lua_gettop(L);
   if (t->init != 0) run_init(L, t, msgh, res);
+  if (t->first_lo > 0) { /* no round trip for the first range */
+    run_range(L, t, msgh, res, progress, t->first_lo, t->first_hi, NULL, 0);
+    if (t->first_is_last) finish_work(res);
+  }
   for (;;) {
     char type, err[128];
     const char *payload;
@@ -172,9 +182,10 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
     if (got == 0 || unsent.len >= UNSENT_MAX) send_results(res);
     if (got == 0) got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
     if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */
-    if (type == FRAME_JOB && len == 16) {
+    if ((type == FRAME_JOB || type == FRAME_LAST_JOB) && len == 16) {
       run_range(L, t, msgh, res, progress, (lua_Integer)frame_get64(payload),
                 (lua_Integer)frame_get64(payload + 8), NULL, 0);
+      if (type == FRAME_LAST_JOB) finish_work(res);
     } else if (type == FRAME_ITEM && len >= 8) {
       lua_Integer id = (lua_Integer)frame_get64(payload);
       run_range(L, t, msgh, res, progress, id, id, payload + 8, len - 8);

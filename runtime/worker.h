@@ -11,6 +11,7 @@
 
 /* Frame types between a parent and its workers. */
 #define FRAME_JOB 'J'     /* parent: run list items lo..hi (two int64) */
+#define FRAME_LAST_JOB 'L' /* the same, and then exit: no more work will come */
 #define FRAME_ITEM 'P'    /* parent: run one pushed item: its id, then its JSON */
 #define FRAME_RESULTS 'R' /* worker: lo, elapsed ns, then a JSON array */
 #define FRAME_ERROR 'E'   /* worker: item index, then a JSON error object */
@@ -21,6 +22,8 @@ typedef struct WorkerTask {
   int list; /* 0 when items arrive encoded (a queue) */
   int init; /* 0 when there is no init */
   int stamp; /* write each item's start time to its Progress (for time-outs) */
+  lua_Integer first_lo, first_hi; /* a first range given through the fork, or 0 */
+  int first_is_last;              /* ... and nothing after it: exit once it is sent */
 } WorkerTask;
 
 /* Non-zero in a process that is a worker. */
