@@ -25,17 +25,8 @@
 
 #include "buffer.h"
 #include "frame.h"
+#include "fuzz_check.h"
 
-#define CHECK(cond, ...)                                            \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      fprintf(stderr, "fuzz check failed at %s:%d: %s\n  ", __FILE__, \
-              __LINE__, #cond);                                     \
-      fprintf(stderr, __VA_ARGS__);                                 \
-      fprintf(stderr, "\n");                                        \
-      abort();                                                      \
-    }                                                               \
-  } while (0)
 
 /* Below a pipe's default capacity, so that one write never blocks. */
 #define CHUNK_MAX 32768
@@ -93,7 +84,7 @@ static size_t send_chunk(Stream *s, int fd) {
   static char chunk[CHUNK_MAX];
   size_t n = next_chunk(s);
   copy_out(s, s->sent, n, chunk);
-  CHECK(write(fd, chunk, n) == (ssize_t)n, "short write to the pipe");
+  FUZZ_CHECK(write(fd, chunk, n) == (ssize_t)n, "short write to the pipe");
   s->sent += n;
   return n;
 }
@@ -103,17 +94,17 @@ static void check_frame(Stream *s, const FrameReader *r, char type,
                         const char *payload, size_t len) {
   char header[FRAME_HEADER];
   copy_out(s, s->taken, FRAME_HEADER, header);
-  CHECK(type == header[0], "frame type %d, the stream has %d", type, header[0]);
-  CHECK(len == frame_get64(header + 1), "frame length %zu, the header says"
+  FUZZ_CHECK(type == header[0], "frame type %d, the stream has %d", type, header[0]);
+  FUZZ_CHECK(len == frame_get64(header + 1), "frame length %zu, the header says"
         " %llu", len, (unsigned long long)frame_get64(header + 1));
-  CHECK(payload >= r->buf.data + FRAME_HEADER &&
+  FUZZ_CHECK(payload >= r->buf.data + FRAME_HEADER &&
             payload + len <= r->buf.data + r->buf.len,
         "payload outside the reader's buffer");
-  CHECK(s->taken + FRAME_HEADER + len <= s->sent, "a frame not all sent yet");
+  FUZZ_CHECK(s->taken + FRAME_HEADER + len <= s->sent, "a frame not all sent yet");
   if (s->taken + FRAME_HEADER < s->len) {
     size_t real = s->len - (s->taken + FRAME_HEADER);
     if (real > len) real = len;
-    CHECK(memcmp(payload, s->data + s->taken + FRAME_HEADER, real) == 0,
+    FUZZ_CHECK(memcmp(payload, s->data + s->taken + FRAME_HEADER, real) == 0,
           "payload bytes differ from the stream");
   }
   s->taken += FRAME_HEADER + len;
@@ -121,10 +112,10 @@ static void check_frame(Stream *s, const FrameReader *r, char type,
 
 /* What the reader holds is what was sent and not taken. */
 static void check_buffered(const Stream *s, const FrameReader *r) {
-  CHECK(r->buf.len - r->pos == s->sent - s->taken,
+  FUZZ_CHECK(r->buf.len - r->pos == s->sent - s->taken,
         "reader holds %zu bytes, %zu were sent and not taken",
         r->buf.len - r->pos, s->sent - s->taken);
-  CHECK(reader_partial(r) == (s->sent > s->taken), "reader_partial is wrong");
+  FUZZ_CHECK(reader_partial(r) == (s->sent > s->taken), "reader_partial is wrong");
 }
 
 /* The length in the header at the stream's next frame (all 9 bytes sent). */
@@ -147,18 +138,18 @@ static int take_all(Stream *s, FrameReader *r) {
     }
     check_buffered(s, r);
     if (took == -1) {
-      CHECK(s->sent - s->taken >= FRAME_HEADER && next_length(s) > FRAME_MAX,
+      FUZZ_CHECK(s->sent - s->taken >= FRAME_HEADER && next_length(s) > FRAME_MAX,
             "reader_take refused a good header: %s", err);
-      CHECK(err[0] != '\0', "no message for a bad header");
+      FUZZ_CHECK(err[0] != '\0', "no message for a bad header");
       return -1;
     }
-    CHECK(took == 0, "reader_take returned %d", took);
+    FUZZ_CHECK(took == 0, "reader_take returned %d", took);
     if (s->sent - s->taken >= FRAME_HEADER) {
       uint64_t want = next_length(s);
-      CHECK(want <= FRAME_MAX, "a header claiming %llu bytes (over FRAME_MAX)"
+      FUZZ_CHECK(want <= FRAME_MAX, "a header claiming %llu bytes (over FRAME_MAX)"
             " was taken for a frame still arriving",
             (unsigned long long)want);
-      CHECK(want > s->sent - s->taken - FRAME_HEADER,
+      FUZZ_CHECK(want > s->sent - s->taken - FRAME_HEADER,
             "reader_take left a whole frame of %llu bytes",
             (unsigned long long)want);
     }
@@ -174,9 +165,9 @@ static int take_all(Stream *s, FrameReader *r) {
 static void fill(Stream *s, FrameReader *r, int fd, size_t n) {
   while (n > 0) {
     ssize_t got = reader_fill(r, fd);
-    CHECK(got > 0 && (size_t)got <= n, "reader_fill returned %zd", got);
+    FUZZ_CHECK(got > 0 && (size_t)got <= n, "reader_fill returned %zd", got);
     n -= (size_t)got;
-    CHECK(r->buf.cap <= 4 * s->sent + 4 * 65536,
+    FUZZ_CHECK(r->buf.cap <= 4 * s->sent + 4 * 65536,
           "a buffer of %zu bytes after %zu were sent", r->buf.cap, s->sent);
   }
 }
@@ -188,10 +179,10 @@ static void check_end(Stream *s, FrameReader *r, int fd) {
   size_t len;
   int partial = reader_partial(r);
   int got = reader_next(r, fd, &type, &payload, &len, err, sizeof err);
-  CHECK(got == (partial ? -1 : 0), "reader_next at end of file returned %d"
+  FUZZ_CHECK(got == (partial ? -1 : 0), "reader_next at end of file returned %d"
         " with %zu bytes pending (%s)", got, s->sent - s->taken, err);
   if (got == -1)
-    CHECK(strstr(err, "truncated frame") != NULL, "unexpected error: %s", err);
+    FUZZ_CHECK(strstr(err, "truncated frame") != NULL, "unexpected error: %s", err);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
@@ -205,7 +196,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   s.len = size - 1;
   s.filler = s.mode & 0x80 ? ((s.mode >> 4) & 7) * (size_t)FILLER_UNIT : 0;
   s.lcg = s.mode;
-  CHECK(pipe(fds) == 0, "no pipe");
+  FUZZ_CHECK(pipe(fds) == 0, "no pipe");
   while (s.sent < total(&s) && !bad) {
     fill(&s, &r, fds[0], send_chunk(&s, fds[1]));
     bad = take_all(&s, &r) != 0;

@@ -20,16 +20,7 @@
 
 #include "codec.h"
 
-#define FUZZ_CHECK(cond, ...)                                       \
-  do {                                                              \
-    if (!(cond)) {                                                  \
-      fprintf(stderr, "fuzz check failed at %s:%d: %s\n  ", __FILE__, \
-              __LINE__, #cond);                                     \
-      fprintf(stderr, __VA_ARGS__);                                 \
-      fprintf(stderr, "\n");                                        \
-      abort();                                                      \
-    }                                                               \
-  } while (0)
+#include "fuzz_check.h"
 
 /* ------------------------------------------------------------------ */
 /* a Lua state whose allocator counts the bytes it holds */
