@@ -10,6 +10,9 @@ B        := build
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA_PC))
 LUA_LIBS    = $(shell pkg-config --libs $(LUA_PC))
 PAR_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC $(LUA_CFLAGS) -Iruntime
+# Symbols are bound at start: a forked worker would otherwise look up
+# each function it is the first to call, in every worker again.
+LINK_NOW    = -Wl,-z,now
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
 MODULE_SRC := runtime/buffer.c runtime/codec.c runtime/frame.c runtime/proc.c runtime/options.c \
@@ -38,10 +41,10 @@ $(B)/libparlua.a: $(MODULE_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(B)/par.so: $(MODULE_OBJ)
-	$(CC) -shared $(CFLAGS) $^ -o $@
+	$(CC) -shared $(CFLAGS) $(LINK_NOW) $^ -o $@
 
 $(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
-	$(CC) $(CFLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+	$(CC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) -lm -ldl -o $@
 
 $(B)/obj:
 	mkdir -p $@

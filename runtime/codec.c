@@ -12,6 +12,7 @@
 */
 #include <float.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -41,24 +42,44 @@ static const char digit_pairs[] =
   "80818283848586878889"
   "90919293949596979899";
 
+static const uint64_t powers_of_ten[20] = {
+  1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
+  100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
+  1000000000000ull, 10000000000000ull, 100000000000000ull,
+  1000000000000000ull, 10000000000000000ull, 100000000000000000ull,
+  1000000000000000000ull, 10000000000000000000ull,
+};
+
+/* The number of decimal digits of v: log10 from its bit length, then one compare. */
+static int decimal_length(uint64_t v) {
+  int bits = 64 - __builtin_clzll(v | 1), guess;
+  if (v < 10) return 1;
+  guess = (bits * 1233) >> 12; /* 1233 / 4096 is just over log10(2) */
+  return guess + (v >= powers_of_ten[guess]);
+}
+
 /* Writes the decimal digits of v to 'out' (no NUL); returns their count. */
 static int format_uint(char *out, uint64_t v) {
-  char tmp[20];
-  int i = 20;
-  while (v >= 100) {
-    unsigned r = (unsigned)(v % 100);
-    v /= 100;
-    i -= 2;
-    memcpy(tmp + i, digit_pairs + 2 * r, 2);
+  int len = decimal_length(v), i = len;
+  uint32_t w;
+  while (v >= 10000) { /* four digits at a time from the end, in 32-bit steps */
+    uint32_t r = (uint32_t)(v % 10000);
+    v /= 10000;
+    i -= 4;
+    memcpy(out + i, digit_pairs + 2 * (r / 100), 2);
+    memcpy(out + i + 2, digit_pairs + 2 * (r % 100), 2);
   }
-  if (v >= 10) {
+  w = (uint32_t)v;
+  if (w >= 100) {
     i -= 2;
-    memcpy(tmp + i, digit_pairs + 2 * v, 2);
-  } else {
-    tmp[--i] = (char)('0' + v);
+    memcpy(out + i, digit_pairs + 2 * (w % 100), 2);
+    w /= 100;
   }
-  memcpy(out, tmp + i, 20 - i);
-  return 20 - i;
+  if (w >= 10)
+    memcpy(out, digit_pairs + 2 * w, 2);
+  else
+    out[0] = (char)('0' + w);
+  return len;
 }
 
 static int format_integer(char *out, lua_Integer n) {
@@ -1041,26 +1062,75 @@ static int next_item(Decoder *D, char close) {
   return 0;
 }
 
-/* Decodes elements into t[first], t[first + 1], ...; returns how many. */
+/*
+** Eight bytes at a time for the digits of integers: the value of the
+** first n digits of the little-endian word x (n in 1..8), and the number
+** of digits x starts with. Bytes past a non-digit are never trusted.
+*/
+static uint64_t leading_digits_value(uint64_t x, int n) {
+  x <<= 8 * (8 - n); /* the digits move to the top; the bytes shifted in read as 0 */
+  x = ((x & 0x0F0F0F0F0F0F0F0Full) * 2561) >> 8;
+  x = ((x & 0x00FF00FF00FF00FFull) * 6553601) >> 16;
+  return ((x & 0x0000FFFF0000FFFFull) * 42949672960001ull) >> 32;
+}
+
+static int leading_digit_count(uint64_t x) {
+  uint64_t below = x - 0x3030303030303030ull; /* bytes under '0' set their top bit */
+  uint64_t above = x + 0x4646464646464646ull; /* so do bytes over '9' */
+  uint64_t other = (below | above) & 0x8080808080808080ull;
+  return other == 0 ? 8 : __builtin_ctzll(other) / 8;
+}
+
+/*
+** The digits at *pp, at most 18 of them, with 24 bytes readable from *pp:
+** returns how many there were and advances *pp past them.
+*/
+static int scan_digits_fast(const char **pp, uint64_t *value) {
+  const char *p = *pp;
+  uint64_t v = 0;
+  int total = 0;
+  for (;;) {
+    uint64_t x;
+    int n;
+    memcpy(&x, p, 8);
+    n = leading_digit_count(x);
+    if (n == 0) break;
+    total += n;
+    if (total > 18) break;
+    v = v * powers_of_ten[n] + leading_digits_value(x, n);
+    p += n;
+    if (n < 8) break;
+  }
+  *pp = p;
+  *value = v;
+  return total;
+}
+
 /*
 ** Stores a short plain integer (at most 18 digits, then ',' or ']') at
 ** t[k] without the general number path: big result arrays are mostly
 ** these. Returns 0, having read nothing, for anything else.
 */
 static int take_short_integer(Decoder *D, int t, lua_Integer k) {
-  const char *p = D->p, *end = D->end;
-  int negative = p < end && *p == '-', digits = 0;
-  lua_Integer v = 0;
+  const char *p = D->p, *end = D->end, *digits;
+  int negative = p < end && *p == '-', count = 0;
+  uint64_t v = 0;
+  unsigned d;
   p += negative;
-  if (p < end && *p == '0' && p + 1 < end && (p[1] == ',' || p[1] == ']')) {
-    p++; /* a lone 0; other leading zeros are malformed and go the general way */
+  digits = p;
+  if (end - p >= 24) {
+    count = scan_digits_fast(&p, &v);
   } else {
-    if (p == end || *p < '1' || *p > '9') return 0;
-    for (; p < end && *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
-      v = v * 10 + (*p - '0');
+    while (p < end && (d = (unsigned)(unsigned char)*p - '0') < 10 && count < 19) {
+      v = v * 10 + d;
+      p++;
+      count++;
+    }
   }
+  if (count == 0 || count > 18) return 0;
+  if (*digits == '0' && count > 1) return 0; /* leading zeros are malformed */
   if (p == end || (*p != ',' && *p != ']')) return 0;
-  lua_pushinteger(D->L, negative ? -v : v);
+  lua_pushinteger(D->L, negative ? -(lua_Integer)v : (lua_Integer)v);
   lua_rawseti(D->L, t, k);
   D->p = p;
   return 1;
@@ -1084,6 +1154,39 @@ static lua_Integer decode_elements(Decoder *D, int t, lua_Integer first) {
     if (D->p < D->end && *D->p == ',') D->p++; /* the usual case, before next_item's */
     else if (!next_item(D, ']')) return n;
   }
+}
+
+/* How many bytes of s[0..len) are ',', eight at a time. */
+static lua_Integer count_commas(const char *s, size_t len) {
+  const uint64_t ones = 0x0101010101010101ull, low7 = 0x7F7F7F7F7F7F7F7Full;
+  lua_Integer count = 0;
+  size_t i = 0;
+  for (; i + 8 <= len; i += 8) {
+    uint64_t x, t;
+    memcpy(&x, s + i, 8);
+    t = x ^ (',' * ones); /* a comma becomes a zero byte */
+    t = ~(((t & low7) + low7) | t | low7) >> 7; /* 1 in each byte that was a comma */
+    count += (lua_Integer)((t * ones) >> 56);
+  }
+  for (; i < len; i++) count += s[i] == ',';
+  return count;
+}
+
+/*
+** How many more elements a long array holds, when up to its ']' it holds
+** only numbers and words: one more than its commas. 'guess' when a
+** string or container comes first, whose commas are not the array's.
+** Long flat arrays of numbers are so made at their final size, not
+** grown and copied many times.
+*/
+static lua_Integer elements_ahead(Decoder *D, lua_Integer guess) {
+  size_t len = (size_t)(D->end - D->p);
+  const char *close = memchr(D->p, ']', len);
+  if (close == NULL) return guess;
+  len = (size_t)(close - D->p);
+  if (memchr(D->p, '"', len) || memchr(D->p, '[', len) || memchr(D->p, '{', len))
+    return guess;
+  return count_commas(D->p, len) + 1;
 }
 
 /* Replaces the n values on top of the stack by a table t[1..n] of them. */
@@ -1115,7 +1218,8 @@ static void decode_array(Decoder *D) {
         break;
       }
       if (n == BATCH) {
-        collect_array(D->L, n, 4 * n);
+        lua_Integer size = n + elements_ahead(D, 3 * n);
+        collect_array(D->L, n, size < INT_MAX ? (int)size : INT_MAX);
         decode_elements(D, lua_gettop(D->L), n + 1);
         break;
       }

@@ -150,7 +150,7 @@ static int start_worker(MapRun *m, int k) {
   m->task.first_lo = r.lo;
   m->task.first_hi = r.hi;
   m->task.first_is_last = q->last_sent;
-  if (pool_start(m->L, m->pool, k, worker_main, &m->task) == 0) return 0;
+  if (pool_start(m->L, m->pool, k, !q->last_sent, worker_main, &m->task) == 0) return 0;
   if (q->count > 0) give_back(m, r); /* for a worker that did start */
   q->count = 0;
   return -1;

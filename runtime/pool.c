@@ -42,18 +42,21 @@ Pool *pool_new(lua_State *L, int size) {
   return p;
 }
 
-/* Makes the command socket and result pipe of a new worker. */
-static int open_channels(int cmd[2], int res[2]) {
-  if (proc_socketpair(cmd) != 0) return -1;
+/* Makes the result pipe of a new worker and, if it takes commands, its command socket. */
+static int open_channels(int cmd[2], int res[2], int commands) {
+  cmd[0] = cmd[1] = -1;
+  if (commands && proc_socketpair(cmd) != 0) return -1;
   if (proc_pipe(res) != 0) {
-    close(cmd[0]);
-    close(cmd[1]);
+    if (commands) {
+      close(cmd[0]);
+      close(cmd[1]);
+    }
     return -1;
   }
-  if (proc_keep_private(cmd[0]) != 0 || proc_keep_private(res[0]) != 0) {
-    proc_close(cmd[0]);
+  if ((commands && proc_keep_private(cmd[0]) != 0) || proc_keep_private(res[0]) != 0) {
+    if (commands) proc_close(cmd[0]);
     proc_close(res[0]);
-    close(cmd[1]);
+    if (commands) close(cmd[1]);
     close(res[1]);
     errno = ENOMEM;
     return -1;
@@ -61,22 +64,22 @@ static int open_channels(int cmd[2], int res[2]) {
   return 0;
 }
 
-int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
+int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg) {
   Worker *w = &p->workers[k];
   int cmd[2], res[2];
   pid_t pid;
-  if (open_channels(cmd, res) != 0) return -1;
+  if (open_channels(cmd, res, commands) != 0) return -1;
   pid = proc_fork();
   if (pid == 0) {
     p->progress[k].item = 0;
     main(L, cmd[1], res[1], &p->progress[k], arg);
     proc_exit(0); /* not reached: main ends the process */
   }
-  close(cmd[1]);
+  if (commands) close(cmd[1]);
   close(res[1]);
   if (pid < 0) {
     int saved = errno;
-    proc_close(cmd[0]);
+    if (commands) proc_close(cmd[0]);
     proc_close(res[0]);
     errno = saved;
     return -1;
@@ -93,7 +96,7 @@ int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg) {
 }
 
 int pool_sendv(Pool *p, int k, struct iovec *frames, int count) {
-  if (p->workers[k].pid == 0) return -1;
+  if (p->workers[k].pid == 0 || p->workers[k].cmd < 0) return -1;
   return proc_sendv(p->workers[k].cmd, frames, count);
 }
 
@@ -145,7 +148,7 @@ void pool_close(Pool *p, int kill) {
     Worker *w = &p->workers[k];
     if (w->pid == 0) continue;
     if (kill) proc_kill(w->pid);
-    proc_close(w->cmd);
+    if (w->cmd >= 0) proc_close(w->cmd);
     w->cmd = -1;
   }
   for (k = 0; k < p->size; k++) pool_stop(p, k, 0);

@@ -30,7 +30,7 @@ typedef struct Progress {
 typedef struct Worker {
   pid_t pid; /* 0 once it is gone */
   pid_t last_pid; /* stays after it is gone, for messages */
-  int cmd;   /* parent's end of the command socket */
+  int cmd;   /* parent's end of the command socket, or -1 */
   int res;   /* parent's end of the result pipe */
   FrameReader in;
   int status; /* wait status once reaped */
@@ -66,8 +66,12 @@ typedef struct PoolEvent {
 /* Pushes a new pool userdata with room for 'size' workers, none started. */
 Pool *pool_new(lua_State *L, int size);
 
-/* Forks worker k to run main(L, ..., arg). Returns 0, or -1 with errno. */
-int pool_start(lua_State *L, Pool *p, int k, WorkerMain main, void *arg);
+/*
+** Forks worker k to run main(L, ..., arg); with 'commands' 0 it gets no
+** command socket (main sees cmd -1): all it will do came through the
+** fork. Returns 0, or -1 with errno.
+*/
+int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg);
 
 /* Sends whole frames to worker k in one write; returns 0, or -1 when it is gone. */
 int pool_sendv(Pool *p, int k, struct iovec *frames, int count);

@@ -102,7 +102,7 @@ int64_t par_now_ns(void);
 */
 int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 
-/* Threads in this process (from /proc/self/stat), or 0 if unknown. */
+/* Threads in this process (from /proc/self/task), or 0 if unknown. */
 int proc_thread_count(void);
 
 /* Formats how a wait status ended a process: "killed by SIGSEGV", "exited with status 3". */

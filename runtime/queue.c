@@ -198,7 +198,7 @@ static int start_worker(lua_State *L, Queue *q, int k) {
   get_uv(L, UV_INIT);
   if (!lua_isnil(L, -1)) task.init = lua_gettop(L);
   q->sent_count[k] = 0;
-  status = pool_start(L, q->pool, k, worker_main, &task);
+  status = pool_start(L, q->pool, k, 1, worker_main, &task);
   lua_settop(L, top);
   return status;
 }

@@ -440,6 +440,49 @@ static void test_number_types(void) {
     "check(decode('NaN') ~= decode('NaN'), 'NaN word')\n");
 }
 
+/*
+** Long arrays of integers take a short path: eight digits at a time, and
+** the table made at the size its commas announce. Every digit count,
+** both signs, the 18/19-digit border and bad leading zeros go through it.
+*/
+static void test_long_integer_arrays(void) {
+  run_lua(
+    "math.randomseed(11)\n"
+    "local xs = {}\n"
+    "for i = 1, 5000 do\n"
+    "  local digits = i % 19 + 1\n"
+    "  local v = math.random(0, math.maxinteger) % math.tointeger(10 ^ math.min(digits, 18))\n"
+    "  if i % 3 == 0 then v = -v end\n"
+    "  xs[i] = v\n"
+    "end\n"
+    "xs[#xs + 1] = math.maxinteger xs[#xs + 1] = math.mininteger\n"
+    "xs[#xs + 1] = 123456789012345678 xs[#xs + 1] = 1234567890123456789\n"
+    "local text = encode(xs)\n"
+    "local back = decode(text)\n"
+    "check(#back == #xs, 'length ' .. #back)\n"
+    "for i = 1, #xs do\n"
+    "  if back[i] ~= xs[i] or math.type(back[i]) ~= 'integer' then\n"
+    "    check(false, 'element ' .. i .. ': ' .. tostring(back[i]) .. ' for ' .. xs[i]) break\n"
+    "  end\n"
+    "end\n"
+    "local into = {}\n"
+    "check(decode_into(into, 1, text) == #xs and same(into, xs), 'decode_into the same')\n"
+    "local spaced = decode('[' .. string.rep('12345678 , ', 40) .. '9 ]')\n"
+    "check(#spaced == 41 and spaced[40] == 12345678 and spaced[41] == 9, 'spaces between')\n"
+    "local long = string.rep('1,', 30)\n"
+    "for _, bad in ipairs{'[' .. long .. '01]', '[' .. long .. '00]', '[' .. long .. '-01]',\n"
+    "                     '[' .. long .. '1-]', '[' .. long .. '1a]', '[' .. long .. '-]'} do\n"
+    "  local ok, err = pcall(decode, bad)\n"
+    "  check(not ok and err:find('bad message at byte', 1, true), bad:sub(60) .. ': ' .. tostring(err))\n"
+    "end\n"
+    "check(same(decode('[' .. long .. '-0]'), decode('[' .. long .. '0]')), '-0 is 0')\n"
+    "local mixed = '[' .. long .. '\"a,b\",[1,2],{\"c\":3},true,null,2.5]'\n"
+    "check(same(decode(mixed), {1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,\n"
+    "                            'a,b', {1, 2}, {c = 3}, true, nil, 2.5}), 'commas inside strings and containers')\n"
+    "local nested = decode('[[' .. long .. '7],[' .. long .. '8]]')\n"
+    "check(#nested == 2 and #nested[1] == 31 and nested[2][31] == 8, 'nested long arrays')\n");
+}
+
 /* ------------------------------------------------------------------ */
 /* strings */
 
@@ -971,6 +1014,7 @@ static const Test tests[] = {
   {"float decoding is correctly rounded", test_float_decode_exact},
   {"integers", test_integers},
   {"number types", test_number_types},
+  {"long integer arrays", test_long_integer_arrays},
   {"strings", test_strings},
   {"string scanning", test_string_scanning},
   {"tables", test_tables},
