@@ -757,6 +757,11 @@ int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
   Encoder e;
   size_t mark = b->len;
   int top, status;
+  if (lua_isinteger(L, idx) && buffer_reserve(b, FLOAT_TEXT_MAX) == 0) {
+    /* the most common result of all, the shortest way */
+    b->len += format_integer(b->data + b->len, lua_tointeger(L, idx));
+    return 0;
+  }
   e.L = L;
   e.b = b;
   e.root = root != NULL ? root : "value";

@@ -74,7 +74,10 @@ typedef struct RangeRun {
 static void add_result(lua_State *L, RangeRun *r, int ok) {
   char err[256];
   size_t mark;
-  if (r->next > r->lo && buffer_append(r->out, ",", 1) != 0) proc_exit(1);
+  if (r->next > r->lo) {
+    if (buffer_reserve(r->out, 1) != 0) proc_exit(1);
+    r->out->data[r->out->len++] = ',';
+  }
   mark = r->out->len;
   if (ok && codec_encode(L, -1, r->out, "result", err, sizeof err) == 0) return;
   r->out->len = mark;
