@@ -1,6 +1,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "buffer.h"
 
 int buffer_reserve(Buffer *b, size_t extra) {
@@ -11,7 +12,7 @@ int buffer_reserve(Buffer *b, size_t extra) {
   want = b->len + extra;
   cap = b->cap ? b->cap : 256;
   while (cap < want) cap *= 2;
-  p = realloc(b->data, cap);
+  p = par_realloc(b->data, b->cap, cap);
   if (p == NULL) return -1;
   b->data = p;
   b->cap = cap;
@@ -26,7 +27,7 @@ int buffer_append(Buffer *b, const void *p, size_t n) {
 }
 
 void buffer_free(Buffer *b) {
-  free(b->data);
+  par_realloc(b->data, b->cap, 0);
   b->data = NULL;
   b->len = b->cap = 0;
 }

@@ -526,6 +526,7 @@ int main(int argc, char **argv) {
     message(progname, "cannot create state: not enough memory");
     return EXIT_FAILURE;
   }
+  lua_setallocf(L, parlua_alloc, NULL); /* nothing big is allocated yet */
   lua_gc(L, LUA_GCSTOP);  /* no collections while the state is built */
   lua_pushcfunction(L, protected_main);
   lua_pushinteger(L, argc);

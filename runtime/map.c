@@ -135,17 +135,28 @@ static int retry(MapRun *m, lua_Integer i) {
 }
 
 /*
-** Forks worker k with its first range, if any is left, so that it starts
-** at once; returns 0, or -1 (errno set) when fork fails.
+** Whether the first ranges of the 'others' workers still to be forked
+** will take everything left, so that a range given now is a worker's last.
+** Such workers need no command socket and exit as soon as they answer:
+** a short map waits for no round trip at its end.
 */
-static int start_worker(MapRun *m, int k) {
+static int others_take_the_rest(MapRun *m, int others) {
+  return m->leftovers == 0 && m->n - m->next + 1 <= (lua_Integer)others * range_size(m);
+}
+
+/*
+** Forks worker k with its first range, if any is left, so that it starts
+** at once; 'others' workers are forked after it, at the start of the run.
+** Returns 0, or -1 (errno set) when fork fails.
+*/
+static int start_worker(MapRun *m, int k, int others) {
   Inflight *q = &m->inflight[k];
   Range r = {0, 0};
   q->count = 0;
   q->last_sent = 0;
   if (next_range(m, &r)) {
     q->r[q->count++] = r;
-    q->last_sent = all_handed_out(m);
+    q->last_sent = all_handed_out(m) || others_take_the_rest(m, others);
   }
   m->task.first_lo = r.lo;
   m->task.first_hi = r.hi;
@@ -176,7 +187,7 @@ static void fail_to_fork(MapRun *m) {
 /* Replaces dead worker k when work is left; the others carry on if fork fails. */
 static void replace_worker(MapRun *m, int k) {
   if (m->next > m->n && m->leftovers == 0) return;
-  if (start_worker(m, k) == 0) feed(m, k);
+  if (start_worker(m, k, 0) == 0) feed(m, k);
   else if (live_workers(m) == 0) fail_to_fork(m);
 }
 
@@ -322,10 +333,22 @@ static void on_interrupt(MapRun *m, int sig) {
   lua_error(m->L);
 }
 
+/*
+** The results table is made once the workers are forked: made before, its
+** pages would be shared with them, and every page the parent then fills
+** would be copied first.
+*/
+static void make_results(MapRun *m) {
+  lua_createtable(m->L, m->n < INT_MAX ? (int)m->n : INT_MAX, 0);
+  lua_replace(m->L, m->results);
+}
+
 static void run(MapRun *m) {
   int k, depth;
   for (k = 0; k < m->pool->size; k++)
-    if (start_worker(m, k) != 0 && k == 0) fail_to_fork(m); /* go on with the ones we got */
+    if (start_worker(m, k, m->pool->size - 1 - k) != 0 && k == 0)
+      fail_to_fork(m); /* go on with the ones we got */
+  make_results(m);
   for (depth = 1; depth <= m->ahead; depth++) /* round-robin, so every worker gets work */
     for (k = 0; k < m->pool->size; k++)
       if (m->pool->workers[k].pid != 0) feed_to(m, k, depth);
@@ -355,9 +378,12 @@ int par_map(lua_State *L) {
   lua_settop(L, 3);
   options_read(L, 3, map_options, &m.opts);
   n = (lua_Integer)lua_rawlen(L, 2);
-  lua_createtable(L, n < INT_MAX ? (int)n : INT_MAX, 0);
-  if (n == 0) return 1;
+  if (n == 0) {
+    lua_newtable(L);
+    return 1;
+  }
   par_check_fork_safe(L, "par.map");
+  lua_pushnil(L); /* the results, made in run() */
   m.results = lua_gettop(L);
   lua_pushnil(L);
   m.errors = lua_gettop(L);

@@ -22,4 +22,12 @@ void parlua_openlib(lua_State *L);
 */
 void parlua_allow_threads(int allow);
 
+/*
+** A lua_Alloc that puts blocks of 4 MiB and more (big tables, strings) on
+** transparent huge pages, so a big result costs far fewer page faults.
+** build/parlua uses it; an embedder may too:
+** lua_setallocf(L, parlua_alloc, NULL) right after luaL_newstate().
+*/
+void *parlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 #endif

@@ -6,6 +6,9 @@
 ** any failure.
 */
 #include <pthread.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <signal.h>
 #include <sys/time.h>
 #include <stdio.h>
@@ -107,6 +110,72 @@ static const char *interrupted_map =
   "for i = 1, 20000 do if small[i] ~= 3 * i then return 'wrong small' end end\n"
   "return 'right'";
 
+/* Fills or checks n bytes of p with a pattern that depends on the offset. */
+static void fill(unsigned char *p, size_t n) {
+  size_t i;
+  for (i = 0; i < n; i += 4093) p[i] = (unsigned char)(i / 4093);
+  if (n > 0) p[n - 1] = 0xA5;
+}
+
+static int filled(const unsigned char *p, size_t n) {
+  size_t i;
+  for (i = 0; i + 1 < n; i += 4093)
+    if (p[i] != (unsigned char)(i / 4093)) return 0;
+  return n == 0 || p[n - 1] == 0xA5;
+}
+
+/* Whether the mapping holding p is marked for huge pages ("hg" in smaps' VmFlags). */
+static int marked_for_huge_pages(const void *p) {
+  FILE *f = fopen("/proc/self/smaps", "r");
+  char line[512];
+  int inside = 0, marked = 0;
+  if (f == NULL) return 0;
+  while (fgets(line, sizeof line, f)) {
+    unsigned long lo, hi;
+    if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+      inside = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+    else if (inside && strncmp(line, "VmFlags:", 8) == 0)
+      marked = strstr(line, " hg") != NULL;
+  }
+  fclose(f);
+  return marked;
+}
+
+/* parlua_alloc keeps a block's bytes through every move between small and big. */
+static void check_allocator(void) {
+  const size_t small = 1000, big = (size_t)5 << 20, bigger = (size_t)9 << 20;
+  unsigned char *p = parlua_alloc(NULL, NULL, LUA_TTABLE, small);
+  int ok = p != NULL;
+  char detail[64] = "";
+  if (ok) fill(p, small);
+  if (ok && (p = parlua_alloc(NULL, p, small, big)) != NULL && filled(p, small)) {
+    fill(p, big);
+    if (access("/sys/kernel/mm/transparent_hugepage/enabled", R_OK) == 0 && !marked_for_huge_pages(p))
+      snprintf(detail, sizeof detail, "a 5 MiB block is not marked for huge pages");
+  } else {
+    ok = 0;
+  }
+  if (ok && (p = parlua_alloc(NULL, p, big, bigger)) != NULL && filled(p, big)) fill(p, bigger);
+  else ok = 0;
+  if (ok && (p = parlua_alloc(NULL, p, bigger, small)) != NULL && filled(p, small)) fill(p, small);
+  else ok = 0;
+  if (ok) ok = parlua_alloc(NULL, p, small, 0) == NULL;
+  check(ok && detail[0] == '\0',
+        "parlua_alloc keeps the bytes of a block grown past 4 MiB, grown again, shrunk and freed",
+        detail[0] ? detail : "contents changed or allocation failed");
+}
+
+static const char *big_values =
+  "local r = par.map(function(k) local t = {} for i = 1, 1000000 do t[i] = i * k end"
+  "                  return {t, string.rep(tostring(k), 6000000)} end, {1, 2})\n"
+  "for k = 1, 2 do\n"
+  "  local t, s = r[k][1], r[k][2]\n"
+  "  if #t ~= 1000000 or t[1] ~= k or t[1000000] ~= 1000000 * k then return 'wrong table ' .. k end\n"
+  "  if #s ~= 6000000 or s:sub(-1) ~= tostring(k) then return 'wrong string ' .. k end\n"
+  "end\n"
+  "r = nil collectgarbage() collectgarbage()\n"
+  "return 'right'";
+
 int main(void) {
   char out[2048];
   lua_State *L = new_state();
@@ -156,6 +225,16 @@ int main(void) {
   ran = run(L, "return table.concat(par.map(function(w) return #w end, {'fork', 'pipe', 'map'}), ',')",
             out, sizeof out);
   check(ran && strcmp(out, "4,4,3") == 0, "par.map works in a state opened with parlua_openlib", out);
+  lua_close(L);
+
+  check_allocator();
+  L = luaL_newstate();
+  lua_setallocf(L, parlua_alloc, NULL);
+  luaL_openlibs(L);
+  parlua_openlib(L);
+  ran = run(L, big_values, out, sizeof out);
+  check(ran && strcmp(out, "right") == 0,
+        "a state on parlua_alloc maps and collects tables and strings of many MiB", out);
   lua_close(L);
 
   printf("%d passed, %d failed\n", passed, failed);

@@ -157,6 +157,41 @@ describe("par.map", function()
       assert.is_true(with_slow <= 2, "the slow item's worker also ran " .. with_slow .. " items")
     end)
 
+    it("lets each worker of a short map exit once it has answered, not when the map ends", function()
+      -- With no more items than workers, every worker's range is its last:
+      -- the quick item's worker is gone (a zombie, to be reaped) while the
+      -- slow item still runs, rather than waiting for word from the parent.
+      local file = os.tmpname()
+      local function state_of(pid)
+        local f = io.open("/proc/" .. pid .. "/stat")
+        local state = f and f:read("a"):match("^%d+ %b() (%a)")
+        if f then f:close() end
+        return state
+      end
+      local r = par.map(function(x)
+        if x == 1 then
+          local f = io.open(file, "w") f:write(par.pid()) f:close()
+          return "quick"
+        end
+        local pid
+        for _ = 1, 500 do
+          local f = io.open(file)
+          pid = f and tonumber(f:read("a"))
+          if f then f:close() end
+          if pid then break end
+          par.sleep(0.01)
+        end
+        for _ = 1, 500 do
+          local state = state_of(pid)
+          if state == nil or state == "Z" then return "gone" end
+          par.sleep(0.01)
+        end
+        return "still there: " .. tostring(state_of(pid))
+      end, {1, 2}, {workers = 2})
+      os.remove(file)
+      assert.are.same({"quick", "gone"}, r)
+    end)
+
     it("handles many tiny items with the automatic chunk size", function()
       local list = {}
       for i = 1, 300000 do list[i] = i end

@@ -1,0 +1,73 @@
+/*
+** Big blocks on huge pages. Each fresh 4 KiB page costs a fault, and
+** big results are mostly fresh memory: a decoded list of a million
+** integers is a 16 MiB table, the text it came in one more buffer. Blocks
+** of BIG_BLOCK and more are mapped on their own and marked for
+** transparent huge pages, which the kernel fills 2 MiB per fault.
+*/
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "alloc.h"
+#include "parlua.h"
+
+#define BIG_BLOCK ((size_t)4 << 20)
+#define HUGE_PAGE ((size_t)2 << 20)
+
+static size_t mapped_length(size_t size) {
+  return (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+}
+
+/*
+** Only the 2 MiB-aligned stretches of a mapping can be huge pages; recent
+** kernels align big anonymous mappings, and on others all but the ends are.
+*/
+static void *map_big(size_t size) {
+  void *p = mmap(NULL, mapped_length(size), PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  madvise(p, mapped_length(size), MADV_HUGEPAGE); /* a hint: the block works without it */
+  return p;
+}
+
+static void *remap_big(void *ptr, size_t old_size, size_t new_size) {
+  void *p = mremap(ptr, mapped_length(old_size), mapped_length(new_size), MREMAP_MAYMOVE);
+  if (p == MAP_FAILED) return NULL;
+  madvise(p, mapped_length(new_size), MADV_HUGEPAGE);
+  return p;
+}
+
+static void release(void *ptr, size_t size) {
+  if (size >= BIG_BLOCK) munmap(ptr, mapped_length(size));
+  else free(ptr);
+}
+
+/* Moves a block between the two kinds of memory. */
+static void *move_block(void *ptr, size_t old_size, size_t new_size) {
+  void *p = new_size >= BIG_BLOCK ? map_big(new_size) : malloc(new_size);
+  if (p == NULL) return NULL;
+  memcpy(p, ptr, old_size < new_size ? old_size : new_size);
+  release(ptr, old_size);
+  return p;
+}
+
+void *par_realloc(void *ptr, size_t old_size, size_t new_size) {
+  if (ptr == NULL) old_size = 0;
+  if (new_size == 0) {
+    if (ptr != NULL) release(ptr, old_size);
+    return NULL;
+  }
+  if (old_size < BIG_BLOCK && new_size < BIG_BLOCK) return realloc(ptr, new_size);
+  if (ptr == NULL) return map_big(new_size);
+  if (old_size >= BIG_BLOCK && new_size >= BIG_BLOCK) {
+    if (mapped_length(old_size) == mapped_length(new_size)) return ptr;
+    return remap_big(ptr, old_size, new_size); /* moves page tables, not bytes */
+  }
+  return move_block(ptr, old_size, new_size);
+}
+
+void *parlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  (void)ud;
+  return par_realloc(ptr, ptr != NULL ? osize : 0, nsize);
+}
