@@ -58,31 +58,44 @@ static int decimal_length(uint64_t v) {
   return guess + (v >= powers_of_ten[guess]);
 }
 
-/* Writes the decimal digits of v to 'out' (no NUL); returns their count. */
-static int format_uint(char *out, uint64_t v) {
-  int len = decimal_length(v), i = len;
-  uint32_t w;
-  while (v >= 10000) { /* four digits at a time from the end, in 32-bit steps */
-    uint32_t r = (uint32_t)(v % 10000);
-    v /= 10000;
-    i -= 4;
-    memcpy(out + i, digit_pairs + 2 * (r / 100), 2);
-    memcpy(out + i + 2, digit_pairs + 2 * (r % 100), 2);
-  }
-  w = (uint32_t)v;
-  if (w >= 100) {
-    i -= 2;
-    memcpy(out + i, digit_pairs + 2 * (w % 100), 2);
-    w /= 100;
+/* The digits of w < 2^32 written backwards from out + end, two at a time. */
+static void format_uint32_backwards(char *out, int end, uint32_t w) {
+  while (w >= 100) {
+    uint32_t q = w / 100;
+    end -= 2;
+    memcpy(out + end, digit_pairs + 2 * (w - 100 * q), 2);
+    w = q;
   }
   if (w >= 10)
-    memcpy(out, digit_pairs + 2 * w, 2);
+    memcpy(out + end - 2, digit_pairs + 2 * w, 2);
   else
-    out[0] = (char)('0' + w);
+    out[end - 1] = (char)('0' + w);
+}
+
+/* The eight digits of w < 10^8, leading zeros included, ending at out + end. */
+static void format_eight_digits(char *out, int end, uint32_t w) {
+  int i;
+  for (i = 0; i < 4; i++) {
+    uint32_t q = w / 100;
+    end -= 2;
+    memcpy(out + end, digit_pairs + 2 * (w - 100 * q), 2);
+    w = q;
+  }
+}
+
+/* Writes the decimal digits of v to 'out' (no NUL); returns their count. */
+static int format_uint(char *out, uint64_t v) {
+  int len = decimal_length(v), end = len;
+  while (v > UINT32_MAX) { /* eight digits per 64-bit division, the rest in 32 bits */
+    format_eight_digits(out, end, (uint32_t)(v % 100000000));
+    v /= 100000000;
+    end -= 8;
+  }
+  format_uint32_backwards(out, end, (uint32_t)v);
   return len;
 }
 
-static int format_integer(char *out, lua_Integer n) {
+int codec_format_integer(char *out, lua_Integer n) {
   if (n < 0) {
     /* negate in unsigned arithmetic so that the minimum integer works */
     out[0] = '-';
@@ -507,7 +520,7 @@ static int format_step(lua_State *L, const PathStep *step, char *out,
       return quote_key(s, len, out, size);
     case LUA_TNUMBER:
       if (lua_isinteger(L, step->key_slot))
-        n = format_integer(num, lua_tointeger(L, step->key_slot));
+        n = codec_format_integer(num, lua_tointeger(L, step->key_slot));
       else
         n = format_float(num, lua_tonumber(L, step->key_slot));
       if (n < 0) return 0;
@@ -603,7 +616,7 @@ static int encode_number(Encoder *e, int idx) {
   if (reserve(e, FLOAT_TEXT_MAX) != 0) return -1;
   out = e->b->data + e->b->len;
   if (lua_isinteger(e->L, idx))
-    n = format_integer(out, lua_tointeger(e->L, idx));
+    n = codec_format_integer(out, lua_tointeger(e->L, idx));
   else if ((n = format_float(out, lua_tonumber(e->L, idx))) < 0)
     return fail(e, e->depth, "out of memory");
   e->b->len += n;
@@ -683,7 +696,7 @@ static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
       /* the common element of big results, kept short */
       if (reserve(e, FLOAT_TEXT_MAX + 1) != 0) return -1;
       if (i > 1) e->b->data[e->b->len++] = ',';
-      e->b->len += format_integer(e->b->data + e->b->len, lua_tointeger(L, -1));
+      e->b->len += codec_format_integer(e->b->data + e->b->len, lua_tointeger(L, -1));
     } else {
       if (i > 1 && put_char(e, ',') != 0) return -1;
       if (encode_value(e, lua_gettop(L)) != 0) return -1;
@@ -757,11 +770,6 @@ int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
   Encoder e;
   size_t mark = b->len;
   int top, status;
-  if (lua_isinteger(L, idx) && buffer_reserve(b, FLOAT_TEXT_MAX) == 0) {
-    /* the most common result of all, the shortest way */
-    b->len += format_integer(b->data + b->len, lua_tointeger(L, idx));
-    return 0;
-  }
   e.L = L;
   e.b = b;
   e.root = root != NULL ? root : "value";

@@ -22,6 +22,12 @@
 int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
                  char *err, size_t errsize);
 
+/* The longest text codec_format_integer writes: "-9223372036854775808". */
+#define CODEC_INTEGER_MAX 20
+
+/* Writes the decimal text of n (no NUL) to out; returns its length. */
+int codec_format_integer(char *out, lua_Integer n);
+
 /*
 ** Decodes the single JSON value in s[0..len) and pushes it. Raises a Lua
 ** error "bad message at byte N: ..." when the text is malformed.

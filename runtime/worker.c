@@ -72,18 +72,24 @@ typedef struct RangeRun {
 
 /* Appends the result of item r->next (the value on top, or null) to the JSON array. */
 static void add_result(lua_State *L, RangeRun *r, int ok) {
+  Buffer *out = r->out;
   char err[256];
   size_t mark;
-  if (r->next > r->lo) {
-    if (buffer_reserve(r->out, 1) != 0) proc_exit(1);
-    r->out->data[r->out->len++] = ',';
+  if (buffer_reserve(out, 1 + CODEC_INTEGER_MAX) != 0) proc_exit(1);
+  if (r->next > r->lo) out->data[out->len++] = ',';
+  if (ok && lua_isinteger(L, -1)) { /* the most common result: no encoder needed */
+    out->len += codec_format_integer(out->data + out->len, lua_tointeger(L, -1));
+    return;
   }
-  mark = r->out->len;
-  if (ok && codec_encode(L, -1, r->out, "result", err, sizeof err) == 0) return;
-  r->out->len = mark;
-  if (buffer_append(r->out, "null", 4) != 0) proc_exit(1);
+  mark = out->len;
+  if (ok && codec_encode(L, -1, out, "result", err, sizeof err) == 0) return;
+  out->len = mark;
+  if (buffer_append(out, "null", 4) != 0) proc_exit(1);
   if (ok) worker_send_encode_error(L, r->res, r->next, err);
 }
+
+/* Results left on the stack before they are popped together. */
+#define RESULTS_KEPT 32
 
 /*
 ** Runs items until the range ends or one raises: one protected call for
@@ -91,6 +97,8 @@ static void add_result(lua_State *L, RangeRun *r, int ok) {
 */
 static int run_items(lua_State *L) {
   RangeRun *r = lua_touserdata(L, 1);
+  int n = 0;
+  luaL_checkstack(L, RESULTS_KEPT + 2, "cannot run items");
   for (; r->next <= r->hi; r->next++) {
     if (r->stamp) r->progress->started_ns = par_now_ns();
     r->progress->item = r->next;
@@ -99,7 +107,10 @@ static int run_items(lua_State *L) {
     else lua_rawgeti(L, 3, r->next);
     lua_call(L, 1, 1);
     add_result(L, r, 1);
-    lua_pop(L, 1);
+    if (++n == RESULTS_KEPT) { /* one pop for many results */
+      lua_settop(L, 3);
+      n = 0;
+    }
   }
   return 0;
 }
