@@ -15,7 +15,7 @@ PAR_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC $(LUA_CFLAGS) -Iruntime
 LINK_NOW    = -Wl,-z,now
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/codec.c runtime/frame.c runtime/proc.c runtime/options.c \
+MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
               runtime/spawn.c runtime/channel.c runtime/lpar.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
@@ -54,7 +54,7 @@ $(B)/obj:
 $(B)/codec_test: tests/codec_test.c $(MODULE_OBJ)
 	$(CC) $(PAR_CFLAGS) $(CFLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
 
-$(B)/san/codec_test: tests/codec_test.c runtime/alloc.c runtime/buffer.c runtime/codec.c
+$(B)/san/codec_test: tests/codec_test.c runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c
 	mkdir -p $(B)/san
 	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
 

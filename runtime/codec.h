@@ -1,6 +1,7 @@
 /*
 ** The wire codec: Lua values <-> JSON text, exact for every value that
-** can cross a process boundary. See docs/wire.md for the format.
+** can cross a process boundary. See docs/wire.md for the format;
+** encode.c and decode.c are the two directions, jsontext.c what they share.
 */
 #ifndef PARLUA_CODEC_H
 #define PARLUA_CODEC_H
@@ -21,12 +22,6 @@
 */
 int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
                  char *err, size_t errsize);
-
-/* The longest text codec_format_integer writes: "-9223372036854775808". */
-#define CODEC_INTEGER_MAX 20
-
-/* Writes the decimal text of n (no NUL) to out; returns its length. */
-int codec_format_integer(char *out, lua_Integer n);
 
 /*
 ** Decodes the single JSON value in s[0..len) and pushes it. Raises a Lua

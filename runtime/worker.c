@@ -5,6 +5,7 @@
 
 #include "codec.h"
 #include "frame.h"
+#include "jsontext.h"
 #include "proc.h"
 #include "worker.h"
 
@@ -75,10 +76,10 @@ static void add_result(lua_State *L, RangeRun *r, int ok) {
   Buffer *out = r->out;
   char err[256];
   size_t mark;
-  if (buffer_reserve(out, 1 + CODEC_INTEGER_MAX) != 0) proc_exit(1);
+  if (buffer_reserve(out, 1 + JSONTEXT_INTEGER_MAX) != 0) proc_exit(1);
   if (r->next > r->lo) out->data[out->len++] = ',';
   if (ok && lua_isinteger(L, -1)) { /* the most common result: no encoder needed */
-    out->len += codec_format_integer(out->data + out->len, lua_tointeger(L, -1));
+    out->len += jsontext_integer(out->data + out->len, lua_tointeger(L, -1));
     return;
   }
   mark = out->len;

@@ -1,5 +1,6 @@
 /*
-** tests/codec_test.c: tests of the wire codec (runtime/codec.c).
+** tests/codec_test.c: tests of the wire codec (runtime/encode.c,
+** runtime/decode.c and runtime/jsontext.c).
 **
 ** A standalone program with its own small harness: each test is a C
 ** function, many of them running Lua snippets against encode/decode

@@ -33,7 +33,7 @@ libs="$(pkg-config --libs "$lua_pc") -lm"
 sources() {
   case $1 in
     fuzz_frames) echo "tests/fuzz/$1.c runtime/frame.c runtime/proc.c runtime/alloc.c runtime/buffer.c" ;;
-    *) echo "tests/fuzz/$1.c runtime/codec.c runtime/alloc.c runtime/buffer.c" ;;
+    *) echo "tests/fuzz/$1.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/alloc.c runtime/buffer.c" ;;
   esac
 }
 
