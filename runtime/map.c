@@ -135,28 +135,18 @@ static int retry(MapRun *m, lua_Integer i) {
 }
 
 /*
-** Whether the first ranges of the 'others' workers still to be forked
-** will take everything left, so that a range given now is a worker's last.
-** Such workers need no command socket and exit as soon as they answer:
-** a short map waits for no round trip at its end.
-*/
-static int others_take_the_rest(MapRun *m, int others) {
-  return m->leftovers == 0 && m->n - m->next + 1 <= (lua_Integer)others * range_size(m);
-}
-
-/*
 ** Forks worker k with its first range, if any is left, so that it starts
-** at once; 'others' workers are forked after it, at the start of the run.
+** at once; a worker whose first range is its last gets no command socket.
 ** Returns 0, or -1 (errno set) when fork fails.
 */
-static int start_worker(MapRun *m, int k, int others) {
+static int start_worker(MapRun *m, int k) {
   Inflight *q = &m->inflight[k];
   Range r = {0, 0};
   q->count = 0;
   q->last_sent = 0;
   if (next_range(m, &r)) {
     q->r[q->count++] = r;
-    q->last_sent = all_handed_out(m) || others_take_the_rest(m, others);
+    q->last_sent = all_handed_out(m);
   }
   m->task.first_lo = r.lo;
   m->task.first_hi = r.hi;
@@ -187,7 +177,7 @@ static void fail_to_fork(MapRun *m) {
 /* Replaces dead worker k when work is left; the others carry on if fork fails. */
 static void replace_worker(MapRun *m, int k) {
   if (m->next > m->n && m->leftovers == 0) return;
-  if (start_worker(m, k, 0) == 0) feed(m, k);
+  if (start_worker(m, k) == 0) feed(m, k);
   else if (live_workers(m) == 0) fail_to_fork(m);
 }
 
@@ -343,11 +333,28 @@ static void make_results(MapRun *m) {
   lua_replace(m->L, m->results);
 }
 
+/*
+** When the first ranges took the whole list (a map over no more items than
+** workers), tells every worker at once that no more work will come: each
+** exits as soon as it has answered, and a short map ends without a round
+** trip. Not before every fork is done: a fork that failed leaves its range
+** for the workers that did start.
+*/
+static void end_commands_if_all_out(MapRun *m) {
+  int k;
+  if (!all_handed_out(m)) return;
+  for (k = 0; k < m->pool->size; k++) {
+    if (m->pool->workers[k].pid == 0 || m->inflight[k].last_sent) continue;
+    m->inflight[k].last_sent = 1;
+    pool_end_commands(m->pool, k);
+  }
+}
+
 static void run(MapRun *m) {
   int k, depth;
   for (k = 0; k < m->pool->size; k++)
-    if (start_worker(m, k, m->pool->size - 1 - k) != 0 && k == 0)
-      fail_to_fork(m); /* go on with the ones we got */
+    if (start_worker(m, k) != 0 && k == 0) fail_to_fork(m); /* go on with the ones we got */
+  end_commands_if_all_out(m);
   make_results(m);
   for (depth = 1; depth <= m->ahead; depth++) /* round-robin, so every worker gets work */
     for (k = 0; k < m->pool->size; k++)

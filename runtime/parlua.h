@@ -26,7 +26,8 @@ void parlua_allow_threads(int allow);
 ** A lua_Alloc that puts blocks of 4 MiB and more (big tables, strings) on
 ** transparent huge pages, so a big result costs far fewer page faults.
 ** build/parlua uses it; an embedder may too:
-** lua_setallocf(L, parlua_alloc, NULL) right after luaL_newstate().
+** lua_setallocf(L, parlua_alloc, NULL) right after luaL_newstate(), before
+** the state holds any block of 4 MiB or more.
 */
 void *parlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

@@ -132,11 +132,18 @@ void pool_kill_overdue(Pool *p, int64_t timeout_ns) {
   }
 }
 
+void pool_end_commands(Pool *p, int k) {
+  Worker *w = &p->workers[k];
+  if (w->cmd < 0) return;
+  proc_close(w->cmd);
+  w->cmd = -1;
+}
+
 void pool_stop(Pool *p, int k, int kill) {
   Worker *w = &p->workers[k];
   if (w->pid == 0) return;
   if (kill) proc_kill(w->pid);
-  if (w->cmd >= 0) proc_close(w->cmd); /* a worker waiting for work sees end of file and exits */
+  pool_end_commands(p, k); /* a worker waiting for work sees end of file and exits */
   proc_close(w->res);
   w->status = proc_reap(w->pid);
   w->pid = 0;
@@ -148,8 +155,7 @@ void pool_close(Pool *p, int kill) {
     Worker *w = &p->workers[k];
     if (w->pid == 0) continue;
     if (kill) proc_kill(w->pid);
-    if (w->cmd >= 0) proc_close(w->cmd);
-    w->cmd = -1;
+    pool_end_commands(p, k);
   }
   for (k = 0; k < p->size; k++) pool_stop(p, k, 0);
 }

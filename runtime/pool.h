@@ -89,6 +89,12 @@ int pool_until_overdue(Pool *p, int64_t timeout_ns);
 /* SIGKILLs every worker whose item has run timeout_ns or more, noting it in killed_for. */
 void pool_kill_overdue(Pool *p, int64_t timeout_ns);
 
+/*
+** Closes the parent's end of worker k's command socket: a worker that has
+** done its work sees end of file there and exits.
+*/
+void pool_end_commands(Pool *p, int k);
+
 /* Ends worker k: closes its pipes, SIGKILLs it if 'kill', reaps it. */
 void pool_stop(Pool *p, int k, int kill);
 

@@ -816,6 +816,21 @@ describe("fork() failing", function()
     ]]},
   }
 
+  -- Runs x -> x * x over list with 'workers' asked for, and prints whether
+  -- every result is right and how many processes gave them.
+  local squares_and_workers = [==[
+    local function squares_and_workers(list, workers)
+      local ok, r = pcall(run, function(x) return {x * x, par.pid()} end, list, {workers = workers})
+      if not ok then io.write("raised: ", tostring(r)) return end
+      local good, pids, count = true, {}, 0
+      for i = 1, #list do
+        good = good and type(r[i]) == "table" and r[i][1] == list[i] * list[i]
+        if good and not pids[r[i][2]] then pids[r[i][2]] = true; count = count + 1 end
+      end
+      io.write(tostring(good), " with ", count, " worker(s)")
+    end
+  ]==]
+
   for _, runner in ipairs(runners) do
     it("makes " .. runner.name .. " raise a clear error of kind \"fork\" when no worker can start", function()
       local status, out, err = run_as_nobody(1, runner.code .. [[
@@ -831,20 +846,23 @@ describe("fork() failing", function()
     end)
 
     it("lets " .. runner.name .. " go on with the workers it got", function()
-      local status, out, err = run_as_nobody(2, runner.code .. [==[
+      local status, out, err = run_as_nobody(2, runner.code .. squares_and_workers .. [==[
         local list = {}
         for i = 1, 40 do list[i] = i end
-        local ok, r = pcall(run, function(x) return {x * x, par.pid()} end, list, {workers = 4})
-        if not ok then io.write("raised: ", tostring(r)) return end
-        local good, pids, workers = true, {}, 0
-        for i = 1, 40 do
-          good = good and type(r[i]) == "table" and r[i][1] == i * i
-          if good and not pids[r[i][2]] then pids[r[i][2]] = true; workers = workers + 1 end
-        end
-        io.write(tostring(good), " with ", workers, " worker(s)")
+        squares_and_workers(list, 4)
       ]==])
       assert.are.equal(0, status, err)
       -- the limit leaves room for exactly one worker
+      assert.are.equal("true with 1 worker(s)", out)
+    end)
+
+    it("lets " .. runner.name .. " give a short list's unstarted share to the worker it got", function()
+      -- Four items for four workers: each item would be a worker's only
+      -- one, but only one worker can start, so it must run all four.
+      local status, out, err = run_as_nobody(2, runner.code .. squares_and_workers .. [==[
+        squares_and_workers({1, 2, 3, 4}, 4)
+      ]==])
+      assert.are.equal(0, status, err)
       assert.are.equal("true with 1 worker(s)", out)
     end)
   end
