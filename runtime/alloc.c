@@ -2,8 +2,11 @@
 ** Big blocks on huge pages. Each fresh 4 KiB page costs a fault, and
 ** big results are mostly fresh memory: a decoded list of a million
 ** integers is a 16 MiB table, the text it came in one more buffer. Blocks
-** of BIG_BLOCK and more are mapped on their own and marked for
-** transparent huge pages, which the kernel fills 2 MiB per fault.
+** of BIG_BLOCK and more are mapped on their own, rounded up to 2 MiB, and
+** marked for transparent huge pages, which the kernel fills 2 MiB per
+** fault. Tables and buffers grow in powers of two, so the rounding costs
+** them nothing; a string just past a multiple of 2 MiB may hold up to
+** 2 MiB more once its last page is touched.
 */
 #include <stdlib.h>
 #include <string.h>

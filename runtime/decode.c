@@ -305,10 +305,6 @@ static int next_item(Decoder *D, char close) {
   return 0;
 }
 
-static const uint64_t powers_of_ten[9] = {
-  1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000,
-};
-
 /*
 ** Eight bytes at a time for the digits of integers: the value of the
 ** first n digits of the little-endian word x (n in 1..8), and the number
@@ -344,7 +340,7 @@ static int scan_digits_fast(const char **pp, uint64_t *value) {
     if (n == 0) break;
     total += n;
     if (total > 18) break;
-    v = v * powers_of_ten[n] + leading_digits_value(x, n);
+    v = v * jsontext_powers_of_ten[n] + leading_digits_value(x, n);
     p += n;
     if (n < 8) break;
   }

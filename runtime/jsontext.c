@@ -32,7 +32,7 @@ static const char digit_pairs[] =
   "80818283848586878889"
   "90919293949596979899";
 
-static const uint64_t powers_of_ten[20] = {
+const uint64_t jsontext_powers_of_ten[20] = {
   1ull, 10ull, 100ull, 1000ull, 10000ull, 100000ull, 1000000ull, 10000000ull,
   100000000ull, 1000000000ull, 10000000000ull, 100000000000ull,
   1000000000000ull, 10000000000000ull, 100000000000000ull,
@@ -45,7 +45,7 @@ static int decimal_length(uint64_t v) {
   int bits = 64 - __builtin_clzll(v | 1), guess;
   if (v < 10) return 1;
   guess = (bits * 1233) >> 12; /* 1233 / 4096 is just over log10(2) */
-  return guess + (v >= powers_of_ten[guess]);
+  return guess + (v >= jsontext_powers_of_ten[guess]);
 }
 
 /* Writes the four digits of r < 10^4, leading zeros included, at out. */

@@ -6,6 +6,7 @@
 #define PARLUA_JSONTEXT_H
 
 #include <locale.h>
+#include <stdint.h>
 
 #include <lua.h>
 
@@ -14,6 +15,9 @@
 
 /* The longest text of any number: "-d.dddddddddddddddde-XXX" and friends. */
 #define JSONTEXT_NUMBER_MAX 32
+
+/* 10^0 .. 10^19, every power of ten a uint64_t holds. */
+extern const uint64_t jsontext_powers_of_ten[20];
 
 /* Writes the decimal text of n (no NUL) to out; returns its length. */
 int jsontext_integer(char *out, lua_Integer n);
