@@ -69,9 +69,11 @@ int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void
   int cmd[2], res[2];
   pid_t pid;
   if (open_channels(cmd, res, commands) != 0) return -1;
+  /* cleared before the fork: cleared after, it could wipe out the first
+     item the worker already marked, which a time-out would then never see */
+  p->progress[k].item = 0;
   pid = proc_fork();
   if (pid == 0) {
-    p->progress[k].item = 0;
     main(L, cmd[1], res[1], &p->progress[k], arg);
     proc_exit(0); /* not reached: main ends the process */
   }
@@ -91,7 +93,6 @@ int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void
   w->ready = 0;
   w->killed_for = 0;
   w->in.buf.len = w->in.pos = 0;
-  p->progress[k].item = 0;
   return 0;
 }
 
