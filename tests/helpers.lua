@@ -25,6 +25,23 @@ function helpers.child_count()
   return n
 end
 
+-- The whole of a file, or nil when it cannot be read.
+function helpers.read_file(path)
+  local f = io.open(path, "rb")
+  if not f then return nil end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+-- Writes text to a file (replacing it) and returns its path.
+function helpers.write_file(path, text)
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 -- The interpreter running the specs (the Makefile says which), for subprocesses.
 helpers.interpreter = os.getenv("PARLUA_LUA") or "lua5.4"
 
@@ -40,17 +57,13 @@ end
 function helpers.run_lua(code)
   local script = os.tmpname()
   local errfile = os.tmpname()
-  local f = assert(io.open(script, "w"))
-  f:write(code)
-  f:close()
+  helpers.write_file(script, code)
   local interp = helpers.interpreter
   local cmd = ("LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(interp, script, errfile)
   local p = io.popen(cmd)
   local out = p:read("a")
   local _, _, status = p:close()
-  local ef = io.open(errfile)
-  local err = ef:read("a")
-  ef:close()
+  local err = helpers.read_file(errfile)
   os.remove(script)
   os.remove(errfile)
   return status, out, err

@@ -1,6 +1,8 @@
 -- The standalone interpreter build/parlua behaves like Debian's lua5.4.
 -- Each test runs it as a subprocess; PARLUA_HOST overrides its path.
 
+local helpers = require "tests.helpers"
+
 local HOST = os.getenv("PARLUA_HOST") or "build/parlua"
 
 local temps = {}
@@ -19,19 +21,7 @@ local function tempname(suffix)
   return name
 end
 
-local function write_file(name, text)
-  local f = assert(io.open(name, "wb"))
-  f:write(text)
-  f:close()
-  return name
-end
-
-local function read_file(name)
-  local f = assert(io.open(name, "rb"))
-  local text = f:read("a")
-  f:close()
-  return text
-end
+local read_file, write_file = helpers.read_file, helpers.write_file
 
 local function temp_script(text)
   return write_file(tempname(), text)

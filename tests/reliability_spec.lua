@@ -12,19 +12,7 @@ local par = helpers.par
 ---------------------------------------------------------------------------
 -- small tools
 
-local function read_file(path)
-  local f = io.open(path)
-  if not f then return nil end
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write_file(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local read_file, write_file = helpers.read_file, helpers.write_file
 
 local function lines_of(path)
   local t = {}
