@@ -22,6 +22,7 @@
 #define AHEAD 8                  /* most ranges queued per worker */
 #define AHEAD_AUTO 2             /* with automatic ranges, which are long enough */
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
+#define PROBE_FORKS 3            /* how long the first worker has to answer, in forks */
 
 typedef struct Range {
   lua_Integer lo, hi;
@@ -49,6 +50,8 @@ typedef struct MapRun {
   Inflight *inflight;   /* one per worker */
   int64_t timeout_ns;   /* per item, 0 for none */
   int results, errors, attempts; /* stack indices */
+  int probing;          /* the first worker is forked alone, the others wait */
+  int results_early;    /* results holds only what came during the probe */
 } MapRun;
 
 static const char *const map_options[] = {
@@ -212,7 +215,7 @@ static void on_results(MapRun *m, int k, const char *payload, size_t len) {
                               : (double)elapsed / count;
   q->count--;
   memmove(&q->r[0], &q->r[1], (size_t)q->count * sizeof(Range));
-  feed(m, k);
+  if (!m->probing) feed(m, k); /* after a probe, the work left is shared out */
 }
 
 static void on_error(MapRun *m, char type, const char *payload, size_t len) {
@@ -330,7 +333,16 @@ static void on_interrupt(MapRun *m, int sig) {
 */
 static void make_results(MapRun *m) {
   lua_createtable(m->L, m->n < INT_MAX ? (int)m->n : INT_MAX, 0);
+  if (m->results_early) { /* the few results that came during the probe */
+    lua_pushnil(m->L);
+    while (lua_next(m->L, m->results) != 0) {
+      lua_pushvalue(m->L, -2);
+      lua_insert(m->L, -2);
+      lua_rawset(m->L, -4);
+    }
+  }
   lua_replace(m->L, m->results);
+  m->results_early = 0;
 }
 
 /*
@@ -350,10 +362,69 @@ static void end_commands_if_all_out(MapRun *m) {
   }
 }
 
+static void on_event(MapRun *m, const PoolEvent *ev) {
+  if (ev->kind == POOL_FRAME && ev->type == FRAME_RESULTS)
+    on_results(m, ev->worker, ev->payload, ev->len);
+  else if (ev->kind == POOL_FRAME)
+    on_error(m, ev->type, ev->payload, ev->len);
+  else if (ev->kind == POOL_EXIT)
+    on_death(m, ev->worker);
+  else if (ev->kind == POOL_INTERRUPT)
+    on_interrupt(m, ev->worker);
+}
+
+/*
+** Gives the first worker PROBE_FORKS times what its fork took to answer
+** its first item, and no more work until the others are forked. Results
+** that come meanwhile go to a small table, as the full one must wait for
+** the forks (see make_results).
+*/
+static void probe(MapRun *m, int64_t fork_ns) {
+  int64_t deadline = par_now_ns() + PROBE_FORKS * fork_ns;
+  lua_newtable(m->L);
+  lua_replace(m->L, m->results);
+  m->results_early = 1;
+  m->probing = 1;
+  while (m->done == 0 && par_now_ns() < deadline) {
+    PoolEvent ev;
+    pool_wait_until(m->L, m->pool, deadline, &ev);
+    on_event(m, &ev);
+  }
+  m->probing = 0;
+}
+
+/*
+** How many more workers the work left pays for, given what a fork costs
+** the parent: all of them while no item's cost is known.
+*/
+static int workers_worth_forking(MapRun *m, int64_t fork_ns) {
+  double left_ns;
+  if (all_handed_out(m)) return 0;
+  if (m->item_ns <= 0) return m->pool->size - 1;
+  left_ns = (double)(m->n - m->done) * m->item_ns;
+  if (left_ns >= (double)fork_ns * (m->pool->size - 1)) return m->pool->size - 1;
+  return (int)(left_ns / (double)fork_ns);
+}
+
+/*
+** Forks the first worker alone and, when the map has more than one, sees
+** how soon it answers: a map whose work is done sooner than another fork
+** would be runs on fewer workers. Then forks the rest it pays for.
+*/
+static void start_workers(MapRun *m) {
+  int64_t start = par_now_ns(), fork_ns;
+  int k, more;
+  if (start_worker(m, 0) != 0) fail_to_fork(m);
+  fork_ns = par_now_ns() - start;
+  if (m->pool->size == 1) return;
+  probe(m, fork_ns);
+  more = workers_worth_forking(m, fork_ns);
+  for (k = 1; k <= more; k++) start_worker(m, k); /* go on with the ones we got */
+}
+
 static void run(MapRun *m) {
   int k, depth;
-  for (k = 0; k < m->pool->size; k++)
-    if (start_worker(m, k) != 0 && k == 0) fail_to_fork(m); /* go on with the ones we got */
+  start_workers(m);
   end_commands_if_all_out(m);
   make_results(m);
   for (depth = 1; depth <= m->ahead; depth++) /* round-robin, so every worker gets work */
@@ -362,14 +433,7 @@ static void run(MapRun *m) {
   while (m->done < m->n) {
     PoolEvent ev;
     pool_wait(m->L, m->pool, pool_until_overdue(m->pool, m->timeout_ns), &ev);
-    if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
-      on_results(m, ev.worker, ev.payload, ev.len);
-    else if (ev.kind == POOL_FRAME)
-      on_error(m, ev.type, ev.payload, ev.len);
-    else if (ev.kind == POOL_EXIT)
-      on_death(m, ev.worker);
-    else if (ev.kind == POOL_INTERRUPT)
-      on_interrupt(m, ev.worker);
+    on_event(m, &ev);
     pool_kill_overdue(m->pool, m->timeout_ns);
   }
   pool_close(m->pool, 0);

@@ -12,13 +12,68 @@
 
 #define POOL_METATABLE "par.Pool"
 
+/*
+** Progress slots come from one shared page per process, taken by pools as
+** they start and given back as they end: mapping a shared page for each
+** map cost as much as the rest of a short map's set-up. A forked worker
+** that starts pools of its own maps its own page; the one it inherited
+** is its parent's.
+*/
+#define ARENA_SLOTS (4096 / sizeof(Progress))
+
+static Progress *arena;
+static pid_t arena_owner;
+static unsigned char arena_taken[ARENA_SLOTS];
+
+static int in_arena(const Progress *slots) {
+  return arena != NULL && slots >= arena && slots < arena + ARENA_SLOTS;
+}
+
+static Progress *map_progress(size_t slots) {
+  void *p = mmap(NULL, slots * sizeof(Progress), PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? NULL : p;
+}
+
+/* 'size' free slots in a row from this process's page, or NULL. */
+static Progress *take_from_arena(int size) {
+  size_t first, run = 0, i;
+  if (arena_owner != getpid()) {
+    arena = map_progress(ARENA_SLOTS);
+    arena_owner = getpid();
+    memset(arena_taken, 0, sizeof arena_taken);
+  }
+  if (arena == NULL) return NULL;
+  for (i = 0; i < ARENA_SLOTS; i++) {
+    run = arena_taken[i] ? 0 : run + 1;
+    if (run < (size_t)size) continue;
+    first = i + 1 - run;
+    memset(arena_taken + first, 1, run);
+    return arena + first;
+  }
+  return NULL;
+}
+
+/* Slots for a pool of 'size' workers: from the shared page, else a mapping of their own. */
+static Progress *take_progress(int size) {
+  Progress *slots = take_from_arena(size);
+  return slots != NULL ? slots : map_progress((size_t)size);
+}
+
+static void give_back_progress(Progress *slots, int size) {
+  if (in_arena(slots))
+    memset(arena_taken + (slots - arena), 0, (size_t)size);
+  else if (arena_owner == getpid() || arena == NULL) /* not a page inherited from a parent */
+    munmap(slots, (size_t)size * sizeof(Progress));
+}
+
 static int pool_gc(lua_State *L) {
   Pool *p = luaL_checkudata(L, 1, POOL_METATABLE);
   int k;
   pool_close(p, 1);
   for (k = 0; k < p->size; k++) reader_free(&p->workers[k].in);
   if (p->progress != NULL) {
-    munmap(p->progress, (size_t)p->size * sizeof(Progress));
+    give_back_progress(p->progress, p->size);
     p->progress = NULL;
   }
   return 0;
@@ -28,17 +83,14 @@ Pool *pool_new(lua_State *L, int size) {
   size_t n = (size_t)size;
   size_t bytes = sizeof(Pool) + n * (sizeof(Worker) + sizeof(struct pollfd) + sizeof(int));
   Pool *p = lua_newuserdatauv(L, bytes, 0);
-  void *shared;
   memset(p, 0, bytes);
   p->size = size;
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);
   par_set_class(L, POOL_METATABLE, NULL, pool_gc, 1);
-  shared = mmap(NULL, (size_t)size * sizeof(Progress), PROT_READ | PROT_WRITE,
-                MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (shared == MAP_FAILED) luaL_error(L, "cannot map worker progress: %s", strerror(errno));
-  p->progress = shared;
+  p->progress = take_progress(size);
+  if (p->progress == NULL) luaL_error(L, "cannot map worker progress: %s", strerror(errno));
   return p;
 }
 
@@ -213,6 +265,10 @@ static int take_buffered(lua_State *L, Pool *p, PoolEvent *ev) {
 
 void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
   int64_t deadline = timeout_ms < 0 ? -1 : par_now_ns() + (int64_t)timeout_ms * 1000000;
+  pool_wait_until(L, p, deadline, ev);
+}
+
+void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev) {
   for (;;) {
     int k, n, ready, sig;
     ev->kind = POOL_TIMEOUT;

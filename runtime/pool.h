@@ -83,6 +83,9 @@ int pool_sendv(Pool *p, int k, struct iovec *frames, int count);
 */
 void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev);
 
+/* The same, until 'deadline' (par_now_ns() time; -1: no limit). */
+void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev);
+
 /* Milliseconds until the first running item overstays timeout_ns; -1 when timeout_ns is 0. */
 int pool_until_overdue(Pool *p, int64_t timeout_ns);
 
