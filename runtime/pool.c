@@ -60,11 +60,12 @@ static Progress *take_progress(int size) {
   return slots != NULL ? slots : map_progress((size_t)size);
 }
 
-static void give_back_progress(Progress *slots, int size) {
-  if (in_arena(slots))
-    memset(arena_taken + (slots - arena), 0, (size_t)size);
-  else if (arena_owner == getpid() || arena == NULL) /* not a page inherited from a parent */
-    munmap(slots, (size_t)size * sizeof(Progress));
+static void give_back_progress(Pool *p) {
+  if (p->owner != getpid()) return; /* a parent's pool, garbage in a worker: not its slots */
+  if (in_arena(p->progress))
+    memset(arena_taken + (p->progress - arena), 0, (size_t)p->size);
+  else
+    munmap(p->progress, (size_t)p->size * sizeof(Progress));
 }
 
 static int pool_gc(lua_State *L) {
@@ -73,7 +74,7 @@ static int pool_gc(lua_State *L) {
   pool_close(p, 1);
   for (k = 0; k < p->size; k++) reader_free(&p->workers[k].in);
   if (p->progress != NULL) {
-    give_back_progress(p->progress, p->size);
+    give_back_progress(p);
     p->progress = NULL;
   }
   return 0;
@@ -85,6 +86,7 @@ Pool *pool_new(lua_State *L, int size) {
   Pool *p = lua_newuserdatauv(L, bytes, 0);
   memset(p, 0, bytes);
   p->size = size;
+  p->owner = getpid();
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);

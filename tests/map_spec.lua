@@ -282,6 +282,26 @@ describe("par.map", function()
     end)
   end)
 
+  it("keeps a worker's progress slot when it collects a queue its parent left", function()
+    -- The worker maps its own progress page for its nested map; freeing
+    -- the inherited queue's slots must not unmap the parent's page, where
+    -- the worker marks the items it runs.
+    collectgarbage("stop")
+    local q = par.queue(function(x) return x end, {workers = 1})
+    q = nil -- garbage, not yet collected
+    local ok, r = pcall(par.map, function(x)
+      if x == 1 then
+        par.map(function(y) return y end, {1, 2}, {workers = 2})
+        collectgarbage()
+      end
+      return x * 10
+    end, {1, 2, 3}, {workers = 1})
+    collectgarbage("restart")
+    collectgarbage()
+    assert.is_true(ok, tostring(r))
+    assert.are.same({10, 20, 30}, r)
+  end)
+
   it("works inside a worker (nested maps)", function()
     local r = par.map(function(x)
       local inner = par.map(function(y) return y * 10 end, {x, x + 1})
