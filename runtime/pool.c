@@ -6,6 +6,7 @@
 
 #include <lauxlib.h>
 
+#include "cpus.h"
 #include "lpar.h"
 #include "pool.h"
 #include "proc.h"
@@ -87,6 +88,7 @@ Pool *pool_new(lua_State *L, int size) {
   memset(p, 0, bytes);
   p->size = size;
   p->owner = getpid();
+  p->cpus = cpus_available();
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);
@@ -270,6 +272,25 @@ void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
   pool_wait_until(L, p, deadline, ev);
 }
 
+#define WAIT_SPIN_NS 50000
+
+/*
+** Waiting for fewer workers than there are CPUs, the parent spins for
+** WAIT_SPIN_NS before it sleeps: it takes a core no worker needs, and an
+** answer due soon comes as it is sent, not a wake-up later (tens of
+** microseconds on a virtual machine).
+*/
+static int wait_for_workers(Pool *p, int n, int64_t deadline, int *sig) {
+  int64_t spin_end;
+  int ready;
+  if (n >= p->cpus) return proc_poll(p->fds, n, deadline, sig);
+  spin_end = par_now_ns() + WAIT_SPIN_NS;
+  if (deadline >= 0 && deadline <= spin_end) return proc_poll(p->fds, n, deadline, sig);
+  ready = proc_poll(p->fds, n, spin_end, sig);
+  if (ready != 0 || *sig != 0) return ready;
+  return proc_poll(p->fds, n, deadline, sig);
+}
+
 void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev) {
   for (;;) {
     int k, n, ready, sig;
@@ -277,7 +298,7 @@ void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev) {
     if (take_buffered(L, p, ev)) return;
     n = poll_list(p);
     if (n == 0) return;
-    ready = proc_poll(p->fds, n, deadline, &sig);
+    ready = wait_for_workers(p, n, deadline, &sig);
     if (sig != 0) {
       ev->kind = POOL_INTERRUPT;
       ev->worker = sig;
