@@ -22,7 +22,8 @@
 #define AHEAD 8                  /* most ranges queued per worker */
 #define AHEAD_AUTO 2             /* with automatic ranges, which are long enough */
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
-#define PROBE_FORKS 3            /* how long the first worker has to answer, in forks */
+#define PROBE_FORKS 3            /* how long the first worker has to answer, in forks, */
+#define PROBE_MAX_NS 1000000     /* ... but never longer than this */
 
 typedef struct Range {
   lua_Integer lo, hi;
@@ -375,12 +376,16 @@ static void on_event(MapRun *m, const PoolEvent *ev) {
 
 /*
 ** Gives the first worker PROBE_FORKS times what its fork took to answer
-** its first item, and no more work until the others are forked. Results
-** that come meanwhile go to a small table, as the full one must wait for
-** the forks (see make_results).
+** its first item, at most PROBE_MAX_NS, and no more work until the others
+** are forked. A parent holding much memory forks slowly, but a worker
+** does not start any slower: the cap keeps a map of long items from
+** waiting three slow forks before its other workers start. Results that
+** come meanwhile go to a small table, as the full one must wait for the
+** forks (see make_results).
 */
 static void probe(MapRun *m, int64_t fork_ns) {
-  int64_t deadline = par_now_ns() + PROBE_FORKS * fork_ns;
+  int64_t wait_ns = PROBE_FORKS * fork_ns < PROBE_MAX_NS ? PROBE_FORKS * fork_ns : PROBE_MAX_NS;
+  int64_t deadline = par_now_ns() + wait_ns;
   lua_newtable(m->L);
   lua_replace(m->L, m->results);
   m->results_early = 1;
