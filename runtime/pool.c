@@ -208,6 +208,7 @@ void pool_stop(Pool *p, int k, int kill) {
 
 void pool_close(Pool *p, int kill) {
   int k;
+  if (p->owner != getpid()) return; /* a parent's pool, collected in a worker: not its workers */
   for (k = 0; k < p->size; k++) { /* tell them all first: they exit in parallel */
     Worker *w = &p->workers[k];
     if (w->pid == 0) continue;

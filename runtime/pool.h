@@ -103,7 +103,7 @@ void pool_end_commands(Pool *p, int k);
 /* Ends worker k: closes its pipes, SIGKILLs it if 'kill', reaps it. */
 void pool_stop(Pool *p, int k, int kill);
 
-/* Ends every worker still running. */
+/* Ends every worker still running; nothing in a process that did not make the pool. */
 void pool_close(Pool *p, int kill);
 
 #endif

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/uio.h>
 
 #include <lauxlib.h>
@@ -79,6 +80,18 @@ static const char *const queue_options[] = {
 
 static Queue *check_queue(lua_State *L) {
   return luaL_checkudata(L, 1, QUEUE_METATABLE);
+}
+
+/*
+** A queue for push, pop, results and close: only in the process that made
+** it. A worker holds a copy of the parent's queues, whose pipes it closed
+** when it was forked.
+*/
+static Queue *check_own_queue(lua_State *L) {
+  Queue *q = check_queue(L);
+  if (q->pool != NULL && q->pool->owner != getpid())
+    luaL_error(L, "par.queue: the queue belongs to process %d", (int)q->pool->owner);
+  return q;
 }
 
 /* Pushes user value 'uv' of the queue at index 1. */
@@ -494,7 +507,7 @@ static void encode_item(lua_State *L, Queue *q) {
 }
 
 static int queue_push(lua_State *L) {
-  Queue *q = check_queue(L);
+  Queue *q = check_own_queue(L);
   lua_Integer id;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
@@ -554,7 +567,7 @@ static int ms_left(int64_t deadline) {
 }
 
 static int queue_pop(lua_State *L) {
-  Queue *q = check_queue(L);
+  Queue *q = check_own_queue(L);
   int64_t deadline = par_deadline(L, 2);
   int looked = 0;
   lua_settop(L, 1);
@@ -584,14 +597,14 @@ static int queue_results_step(lua_State *L) {
 }
 
 static int queue_results(lua_State *L) {
-  check_queue(L);
+  check_own_queue(L);
   lua_settop(L, 1);
   lua_pushcclosure(L, queue_results_step, 1);
   return 1;
 }
 
 static int queue_close(lua_State *L) {
-  Queue *q = check_queue(L);
+  Queue *q = check_own_queue(L);
   q->closed = 1;
   stop_if_done(q);
   return 0;

@@ -168,6 +168,39 @@ describe("par.queue", function()
     assert.are.equal(before, helpers.child_count())
   end)
 
+  it("keeps working when a worker collects its copy of the queue", function()
+    -- A worker inherits the queue; collecting it there must neither kill
+    -- the parent's queue workers nor close descriptors the worker owns.
+    local holder = {q = par.queue(function(x) par.sleep(0.1) return x * 2 end, {workers = 1})}
+    holder.q:push(5)
+    par.map(function(x)
+      holder.q = nil
+      collectgarbage()
+      collectgarbage()
+      return x
+    end, {1}, {workers = 1})
+    local ok, id, result = pcall(holder.q.pop, holder.q)
+    assert.is_true(ok, tostring(id))
+    assert.are.same({1, 10}, {id, result})
+    holder.q:close()
+  end)
+
+  it("refuses push, pop and close in a worker, where it is a copy of the parent's", function()
+    local q = par.queue(double, {workers = 1})
+    local r = par.map(function(x)
+      local results = {}
+      for _, call in ipairs{function() q:push(x) end, function() q:pop() end, function() q:close() end} do
+        local ok, err = pcall(call)
+        results[#results + 1] = not ok and err:match("the queue belongs to process %d+") ~= nil
+      end
+      return results
+    end, {1}, {workers = 1})
+    assert.are.same({{true, true, true}}, r)
+    q:push(3)
+    assert.are.same({1, 6}, {q:pop()})
+    q:close()
+  end)
+
   it("takes its workers with it when the script ends with the queue open", function()
     local status, out = helpers.run_lua([[
       local par = require "par"
