@@ -58,17 +58,20 @@ static int cgroup_limit(void) {
 /* The quota is read once: it is a file read, and par.map asks on every call. */
 static int cached_limit = -1;
 
+int cpus_usable(void) {
+  int n = affinity_count(), limit;
+  if (cached_limit < 0) cached_limit = cgroup_limit();
+  limit = cached_limit;
+  if (limit > 0 && (n == 0 || limit < n)) n = limit;
+  return n > 0 ? n : 1;
+}
+
 int cpus_available(void) {
   const char *env = getenv("PARLUA_WORKERS");
-  int n, limit;
   if (env != NULL && *env != '\0') {
     char *end;
     long v = strtol(env, &end, 10);
     if (*end == '\0' && v >= 1 && v <= 4096) return (int)v;
   }
-  n = affinity_count();
-  if (cached_limit < 0) cached_limit = cgroup_limit();
-  limit = cached_limit;
-  if (limit > 0 && (n == 0 || limit < n)) n = limit;
-  return n > 0 ? n : 1;
+  return cpus_usable();
 }

@@ -8,4 +8,7 @@
 */
 int cpus_available(void);
 
+/* The CPUs in the affinity mask, limited by a cgroup CPU quota, whatever PARLUA_WORKERS says. */
+int cpus_usable(void);
+
 #endif

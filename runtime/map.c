@@ -52,6 +52,8 @@ typedef struct MapRun {
   int64_t timeout_ns;   /* per item, 0 for none */
   int results, errors, attempts; /* stack indices */
   int probing;          /* the first worker is forked alone, the others wait */
+  int started;          /* workers 0 .. started-1 have been forked */
+  int64_t fork_ns;      /* what forking the first one took the parent */
   int results_early;    /* results holds only what came during the probe */
 } MapRun;
 
@@ -72,11 +74,10 @@ static lua_Integer attempts_of(MapRun *m, lua_Integer i) {
 static int retry(MapRun *m, lua_Integer i);
 
 static lua_Integer range_size(MapRun *m) {
-  lua_Integer left = m->n - m->next + 1;
-  lua_Integer fair = left / (2 * m->pool->size); /* keep the tail balanced */
-  lua_Integer size;
+  lua_Integer left = m->n - m->next + 1, fair, size;
   if (m->opts.chunk > 0) return m->opts.chunk;
-  if (m->item_ns <= 0) return 1;
+  if (m->item_ns <= 0 || m->started == 0) return 1;
+  fair = left / (2 * m->started); /* keep the tail balanced among the workers forked */
   size = (lua_Integer)(TARGET_RANGE_NS / m->item_ns);
   if (size > fair) size = fair;
   return size < 1 ? 1 : size;
@@ -123,8 +124,17 @@ static void feed_to(MapRun *m, int k, int depth) {
   }
 }
 
+/*
+** Ranges to keep queued per worker. While the probe has kept workers
+** unforked, one: a worker answers a range only when it has no other in
+** hand, and the parent must hear soon if items cost more than it thought.
+*/
+static int queue_depth(MapRun *m) {
+  return m->started < m->pool->size ? 1 : m->ahead;
+}
+
 static void feed(MapRun *m, int k) {
-  feed_to(m, k, m->ahead);
+  feed_to(m, k, queue_depth(m));
 }
 
 static void give_back(MapRun *m, Range r);
@@ -181,8 +191,9 @@ static void fail_to_fork(MapRun *m) {
 /* Replaces dead worker k when work is left; the others carry on if fork fails. */
 static void replace_worker(MapRun *m, int k) {
   if (m->next > m->n && m->leftovers == 0) return;
-  if (start_worker(m, k) == 0) feed(m, k);
-  else if (live_workers(m) == 0) fail_to_fork(m);
+  if (start_worker(m, k) == 0) {
+    if (!m->probing) feed(m, k); /* after a probe, run() shares the work out */
+  } else if (live_workers(m) == 0) fail_to_fork(m);
 }
 
 /* Files the error on top of the stack for its item, or raises it. */
@@ -200,6 +211,8 @@ static void item_failed(MapRun *m, lua_Integer index) {
   lua_rawseti(m->L, m->errors, index);
 }
 
+static void fork_more_if_worth(MapRun *m);
+
 static void on_results(MapRun *m, int k, const char *payload, size_t len) {
   Inflight *q = &m->inflight[k];
   lua_Integer lo, count;
@@ -216,7 +229,14 @@ static void on_results(MapRun *m, int k, const char *payload, size_t len) {
                               : (double)elapsed / count;
   q->count--;
   memmove(&q->r[0], &q->r[1], (size_t)q->count * sizeof(Range));
-  if (!m->probing) feed(m, k); /* after a probe, the work left is shared out */
+  if (m->probing) return; /* after a probe, the work left is shared out */
+  if (m->started < m->pool->size) { /* items cost more than the probe saw: before k takes more */
+    int j = m->started;
+    fork_more_if_worth(m);
+    for (; j < m->started; j++)
+      if (m->pool->workers[j].pid != 0) feed(m, j);
+  }
+  feed(m, k);
 }
 
 static void on_error(MapRun *m, char type, const char *payload, size_t len) {
@@ -399,32 +419,38 @@ static void probe(MapRun *m, int64_t fork_ns) {
 }
 
 /*
-** How many more workers the work left pays for, given what a fork costs
-** the parent: all of them while no item's cost is known.
+** How many workers the work left pays for, given what a fork costs the
+** parent: all of them while no item's cost is known.
 */
-static int workers_worth_forking(MapRun *m, int64_t fork_ns) {
+static int workers_worth(MapRun *m) {
   double left_ns;
-  if (all_handed_out(m)) return 0;
-  if (m->item_ns <= 0) return m->pool->size - 1;
+  if (all_handed_out(m)) return m->started;
+  if (m->item_ns <= 0) return m->pool->size;
   left_ns = (double)(m->n - m->done) * m->item_ns;
-  if (left_ns >= (double)fork_ns * (m->pool->size - 1)) return m->pool->size - 1;
-  return (int)(left_ns / (double)fork_ns);
+  if (left_ns >= (double)m->fork_ns * (m->pool->size - 1)) return m->pool->size;
+  return 1 + (int)(left_ns / (double)m->fork_ns);
+}
+
+/* Forks the workers not yet started that the work left pays for (go on with the ones it gets). */
+static void fork_more_if_worth(MapRun *m) {
+  int worth = workers_worth(m);
+  while (m->started < worth && !all_handed_out(m)) start_worker(m, m->started++);
 }
 
 /*
 ** Forks the first worker alone and, when the map has more than one, sees
 ** how soon it answers: a map whose work is done sooner than another fork
-** would be runs on fewer workers. Then forks the rest it pays for.
+** would be runs on fewer workers. Then forks the rest it pays for; as
+** later answers show items to cost more, more are forked (on_results).
 */
 static void start_workers(MapRun *m) {
-  int64_t start = par_now_ns(), fork_ns;
-  int k, more;
+  int64_t start = par_now_ns();
   if (start_worker(m, 0) != 0) fail_to_fork(m);
-  fork_ns = par_now_ns() - start;
+  m->started = 1;
+  m->fork_ns = par_now_ns() - start;
   if (m->pool->size == 1) return;
-  probe(m, fork_ns);
-  more = workers_worth_forking(m, fork_ns);
-  for (k = 1; k <= more; k++) start_worker(m, k); /* go on with the ones we got */
+  probe(m, m->fork_ns);
+  fork_more_if_worth(m);
 }
 
 static void run(MapRun *m) {
@@ -432,7 +458,7 @@ static void run(MapRun *m) {
   start_workers(m);
   end_commands_if_all_out(m);
   make_results(m);
-  for (depth = 1; depth <= m->ahead; depth++) /* round-robin, so every worker gets work */
+  for (depth = 1; depth <= queue_depth(m); depth++) /* round-robin, so every worker gets work */
     for (k = 0; k < m->pool->size; k++)
       if (m->pool->workers[k].pid != 0) feed_to(m, k, depth);
   while (m->done < m->n) {

@@ -10,6 +10,7 @@
 #include "lpar.h"
 #include "pool.h"
 #include "proc.h"
+#include "worker.h"
 
 #define POOL_METATABLE "par.Pool"
 
@@ -88,7 +89,7 @@ Pool *pool_new(lua_State *L, int size) {
   memset(p, 0, bytes);
   p->size = size;
   p->owner = getpid();
-  p->cpus = cpus_available();
+  p->spare_cpus = worker_depth > 0 ? 0 : cpus_usable(); /* a worker's siblings use the others */
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);
@@ -284,7 +285,7 @@ void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
 static int wait_for_workers(Pool *p, int n, int64_t deadline, int *sig) {
   int64_t spin_end;
   int ready;
-  if (n >= p->cpus) return proc_poll(p->fds, n, deadline, sig);
+  if (n >= p->spare_cpus) return proc_poll(p->fds, n, deadline, sig);
   spin_end = par_now_ns() + WAIT_SPIN_NS;
   if (deadline >= 0 && deadline <= spin_end) return proc_poll(p->fds, n, deadline, sig);
   ready = proc_poll(p->fds, n, spin_end, sig);

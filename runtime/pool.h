@@ -45,7 +45,7 @@ typedef void (*WorkerMain)(lua_State *L, int cmd, int res, Progress *progress,
 typedef struct Pool {
   int size;
   pid_t owner;        /* the process that made it */
-  int cpus;           /* CPUs it may use (cpus_available) */
+  int spare_cpus;     /* CPUs its parent may spin on while fewer workers run */
   Progress *progress; /* shared with the workers, one slot each */
   Worker *workers;    /* these three arrays have 'size' entries */
   struct pollfd *fds;

@@ -210,6 +210,18 @@ describe("par.map", function()
       assert.is_true(one_worker, "every map forked more than one worker")
     end)
 
+    it("forks more workers once later items show they cost more than the probe saw", function()
+      local pids = par.map(function(x)
+        if x > 1 then par.sleep(0.2) end
+        return par.pid()
+      end, {1, 2, 3, 4, 5, 6}, {workers = 3})
+      local distinct, n = {}, 0
+      for _, pid in ipairs(pids) do
+        if not distinct[pid] then distinct[pid] = true n = n + 1 end
+      end
+      assert.is_true(n >= 2, "all six items ran on one worker")
+    end)
+
     it("handles many tiny items with the automatic chunk size", function()
       local list = {}
       for i = 1, 300000 do list[i] = i end
