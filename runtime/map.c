@@ -54,7 +54,6 @@ typedef struct MapRun {
   int probing;          /* the first worker is forked alone, the others wait */
   int started;          /* workers 0 .. started-1 have been forked */
   int64_t fork_ns;      /* what forking the first one took the parent */
-  int results_early;    /* results holds only what came during the probe */
 } MapRun;
 
 static const char *const map_options[] = {
@@ -354,7 +353,7 @@ static void on_interrupt(MapRun *m, int sig) {
 */
 static void make_results(MapRun *m) {
   lua_createtable(m->L, m->n < INT_MAX ? (int)m->n : INT_MAX, 0);
-  if (m->results_early) { /* the few results that came during the probe */
+  if (!lua_isnil(m->L, m->results)) { /* the few results that came during the probe */
     lua_pushnil(m->L);
     while (lua_next(m->L, m->results) != 0) {
       lua_pushvalue(m->L, -2);
@@ -363,7 +362,6 @@ static void make_results(MapRun *m) {
     }
   }
   lua_replace(m->L, m->results);
-  m->results_early = 0;
 }
 
 /*
@@ -408,7 +406,6 @@ static void probe(MapRun *m, int64_t fork_ns) {
   int64_t deadline = par_now_ns() + wait_ns;
   lua_newtable(m->L);
   lua_replace(m->L, m->results);
-  m->results_early = 1;
   m->probing = 1;
   while (m->done == 0 && par_now_ns() < deadline) {
     PoolEvent ev;
@@ -485,7 +482,7 @@ int par_map(lua_State *L) {
     return 1;
   }
   par_check_fork_safe(L, "par.map");
-  lua_pushnil(L); /* the results, made in run() */
+  lua_pushnil(L); /* the results: a probe's few, then the full table (make_results) */
   m.results = lua_gettop(L);
   lua_pushnil(L);
   m.errors = lua_gettop(L);
