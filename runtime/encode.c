@@ -278,12 +278,54 @@ static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
 }
 
 /*
-** Arrays are checked first and then written with rawgeti, rather than
-** written while checked: undoing a wrong guess would encode the values
-** again, at every level of nesting.
+** The most common table, a sequence of scalars, in one lua_next pass:
+** when every element sits in the table's array part, the keys come back
+** as 1, 2, 3... Returns 1 when the table was written, 0 when it is not
+** such a sequence (no elements, a hole, another key, a table element),
+** with the output left as it was, or -1 on failure. Stopping at the first
+** table element means that nothing nested is ever written twice.
+*/
+static int encode_scalar_sequence(Encoder *e, int idx, PathStep *step) {
+  lua_State *L = e->L;
+  size_t mark = e->b->len;
+  lua_Integer i = 0;
+  step->key_slot = 0;
+  if (put_char(e, '[') != 0) return -1;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    int type = lua_type(L, -1);
+    step->index = ++i;
+    if (type == LUA_TTABLE || !lua_isinteger(L, -2) || lua_tointeger(L, -2) != i) {
+      lua_pop(L, 2);
+      e->b->len = mark;
+      return 0;
+    }
+    if (type == LUA_TNUMBER && lua_isinteger(L, -1)) {
+      if (reserve(e, JSONTEXT_NUMBER_MAX + 1) != 0) return -1;
+      if (i > 1) e->b->data[e->b->len++] = ',';
+      e->b->len += jsontext_integer(e->b->data + e->b->len, lua_tointeger(L, -1));
+    } else if ((i > 1 && put_char(e, ',') != 0) || encode_value(e, lua_gettop(L)) != 0) {
+      return -1;
+    }
+    lua_pop(L, 1);
+  }
+  if (i == 0) {
+    e->b->len = mark;
+    return 0;
+  }
+  return put_char(e, ']') == 0 ? 1 : -1;
+}
+
+/*
+** Other arrays are checked first and then written with rawgeti, rather
+** than written while checked: undoing a wrong guess would encode the
+** values again, at every level of nesting.
 */
 static int encode_table_contents(Encoder *e, int idx, PathStep *step) {
-  lua_Integer n = array_length(e->L, idx);
+  int written = lua_rawlen(e->L, idx) > 0 ? encode_scalar_sequence(e, idx, step) : 0;
+  lua_Integer n;
+  if (written != 0) return written > 0 ? 0 : -1;
+  n = array_length(e->L, idx);
   if (n == 0) return put(e, "{}", 2);
   if (n > 0) return encode_array(e, idx, n, step);
   lua_pushnil(e->L);
