@@ -76,10 +76,12 @@ function par.imap(fn, source, opts)
   end
   local limit = q:capacity()
   local exhausted = false
+  local taken = 0 -- items taken from the source so far
   local function push(item)
+    taken = taken + 1
     local ok, err = pcall(q.push, q, item)
     if not ok then
-      error(("par.imap: source item %d: %s"):format(q:pending() + 1,
+      error(("par.imap: source item %d: %s"):format(taken,
         (tostring(err):gsub("^.-bad argument #%d to '[^']*' %((.*)%)$", "%1"))), 3)
     end
   end

@@ -283,6 +283,21 @@ static void give_back(MapRun *m, Range r) {
   m->leftover[m->leftovers++] = r;
 }
 
+/*
+** Puts a dead worker's range back. An error it sent for one of these
+** items came from a run whose results were lost: the item runs again, and
+** only that run's outcome counts.
+*/
+static void run_again(MapRun *m, Range r) {
+  lua_Integer i;
+  give_back(m, r);
+  if (lua_isnil(m->L, m->errors)) return;
+  for (i = r.lo; i <= r.hi; i++) {
+    lua_pushnil(m->L);
+    lua_rawseti(m->L, m->errors, i);
+  }
+}
+
 /* Hands the unanswered items of a dead worker, all but 'crashed', to others. */
 static void take_back(MapRun *m, int k, lua_Integer crashed) {
   Inflight *q = &m->inflight[k];
@@ -290,11 +305,11 @@ static void take_back(MapRun *m, int k, lua_Integer crashed) {
   for (i = q->count - 1; i >= 0; i--) {
     Range r = q->r[i];
     if (crashed < r.lo || crashed > r.hi) {
-      give_back(m, r);
+      run_again(m, r);
       continue;
     }
-    if (crashed < r.hi) give_back(m, (Range){crashed + 1, r.hi});
-    if (r.lo < crashed) give_back(m, (Range){r.lo, crashed - 1});
+    if (crashed < r.hi) run_again(m, (Range){crashed + 1, r.hi});
+    if (r.lo < crashed) run_again(m, (Range){r.lo, crashed - 1});
   }
   q->count = 0;
 }
@@ -450,6 +465,33 @@ static void start_workers(MapRun *m) {
   fork_more_if_worth(m);
 }
 
+/*
+** An item that ran twice (a retry, and its range run again after a crash)
+** may have failed once and succeeded once: its result stands. 'errors'
+** becomes nil when no error is left.
+*/
+static void drop_errors_with_results(MapRun *m) {
+  lua_State *L = m->L;
+  if (lua_isnil(L, m->errors)) return;
+  lua_pushnil(L);
+  while (lua_next(L, m->errors) != 0) {
+    lua_Integer i = lua_tointeger(L, -2);
+    lua_pop(L, 1);
+    if (lua_rawgeti(L, m->results, i) != LUA_TNIL) { /* clearing a field keeps lua_next valid */
+      lua_pushnil(L);
+      lua_rawseti(L, m->errors, i);
+    }
+    lua_pop(L, 1);
+  }
+  lua_pushnil(L);
+  if (lua_next(L, m->errors) != 0) {
+    lua_pop(L, 2);
+    return;
+  }
+  lua_pushnil(L);
+  lua_replace(L, m->errors);
+}
+
 static void run(MapRun *m) {
   int k, depth;
   start_workers(m);
@@ -504,6 +546,7 @@ int par_map(lua_State *L) {
   run(&m);
   lua_pushvalue(L, m.results);
   if (!m.opts.collect) return 1;
+  drop_errors_with_results(&m);
   lua_pushvalue(L, m.errors);
   return 2;
 }

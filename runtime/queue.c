@@ -34,11 +34,12 @@ enum {
   UV_FN,
   UV_INIT,     /* the init function, or nil */
   UV_RESULTS,  /* id -> result, until popped */
-  UV_DONE,     /* id -> true or its error, until popped */
+  UV_DONE,     /* id -> true or its error, from its results until popped */
   UV_FAILURE,  /* an init error: the queue is dead */
   UV_NAME,     /* the name errors give: "par.queue", or "par.imap" for imap */
   UV_ATTEMPTS, /* id -> times started, for items that failed and run again */
-  UV_COUNT = UV_ATTEMPTS
+  UV_ERRORS,   /* id -> its error, until its results come (then UV_DONE) */
+  UV_COUNT = UV_ERRORS
 };
 
 /* An item between push and its result. Slots are numbered from 1. */
@@ -55,7 +56,7 @@ typedef struct Ring {
 
 typedef struct Queue {
   Pool *pool;
-  int capacity;
+  lua_Integer capacity;
   int ordered, collect;
   int closed, stopped;
   lua_Integer pushed, popped;   /* counts; ids are 1..pushed */
@@ -276,12 +277,14 @@ static void unsend(Queue *q, int k, lua_Integer s) {
 /* Marks the item in slot s finished: its result (or error) waits to be popped, the slot is free. */
 static void finish(lua_State *L, Queue *q, lua_Integer s) {
   lua_Integer id = slot_of(q, s)->id;
-  get_uv(L, UV_DONE);
+  get_uv(L, UV_ERRORS);
   if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
+    lua_pop(L, 1);
     lua_pushboolean(L, 1);
-    lua_rawseti(L, -3, id);
   }
-  lua_pop(L, 2);
+  set_in(L, UV_DONE, id);
+  lua_pop(L, 1);
+  clear_in(L, UV_ERRORS, id);
   slot_of(q, s)->id = 0;
   ring_push(L, &q->free_slots, s);
   q->running--;
@@ -321,7 +324,11 @@ static void end_retry_wait(lua_State *L, lua_Integer id) {
   set_in(L, UV_ATTEMPTS, id);
 }
 
-/* Files the error on top of the stack as id's outcome, with its attempts. */
+/*
+** Files the error on top of the stack for id, with its attempts. It is
+** id's outcome once its results frame comes (finish): should the worker
+** die first, the item runs again and the error is dropped.
+*/
 static void file_error(lua_State *L, lua_Integer id) {
   lua_Integer attempts = attempts_of(L, id);
   if (attempts < 0) attempts = -attempts;
@@ -329,7 +336,7 @@ static void file_error(lua_State *L, lua_Integer id) {
     lua_pushinteger(L, attempts);
     lua_setfield(L, -2, "attempts");
   }
-  set_in(L, UV_DONE, id);
+  set_in(L, UV_ERRORS, id);
 }
 
 /* The slot a worker's frame names, checked. */
@@ -425,7 +432,9 @@ static void on_death(lua_State *L, Queue *q, int k, int has_init) {
   }
   dead = q->sent_count[k] > 0 ? dead_item(q, k) : 0;
   for (i = q->sent_count[k] - 1; i >= 0; i--) {
-    end_retry_wait(L, slot_of(q, slots[i])->id); /* a failed one runs again anyway */
+    lua_Integer id = slot_of(q, slots[i])->id;
+    end_retry_wait(L, id); /* a failed one runs again anyway */
+    clear_in(L, UV_ERRORS, id); /* an error whose results were lost: the run again decides */
     if (slots[i] != dead) requeue(L, q, slots[i]);
   }
   q->sent_count[k] = 0;
@@ -475,8 +484,11 @@ static int wait_limit(Queue *q, int timeout_ms) {
   return (timeout_ms < 0 || overdue < timeout_ms) ? overdue : timeout_ms;
 }
 
-/* Waits up to timeout_ms for one event from the workers and takes it in. */
-static void take_event(lua_State *L, Queue *q, int timeout_ms) {
+/*
+** Waits up to timeout_ms for one event from the workers and takes it in.
+** Returns 0 when none came.
+*/
+static int take_event(lua_State *L, Queue *q, int timeout_ms) {
   PoolEvent ev;
   dispatch(q);
   pool_wait(L, q->pool, wait_limit(q, timeout_ms), &ev);
@@ -492,6 +504,7 @@ static void take_event(lua_State *L, Queue *q, int timeout_ms) {
   check_failure(L);
   dispatch(q);
   stop_if_done(q);
+  return ev.kind != POOL_TIMEOUT;
 }
 
 /* Encodes the item at index 2 into scratch as the frame that will carry it. */
@@ -569,7 +582,7 @@ static int ms_left(int64_t deadline) {
 static int queue_pop(lua_State *L) {
   Queue *q = check_own_queue(L);
   int64_t deadline = par_deadline(L, 2);
-  int looked = 0;
+  int idle = 0; /* the last look took nothing in */
   lua_settop(L, 1);
   for (;;) {
     lua_Integer id = poppable(L, q);
@@ -580,13 +593,13 @@ static int queue_pop(lua_State *L) {
       if (deadline < 0)
         return luaL_error(L, "par.queue: pop on an open queue with nothing left to pop would wait forever");
     }
-    if (looked && ms_left(deadline) == 0) {
+    if (idle && ms_left(deadline) == 0) {
       lua_pushnil(L);
       lua_pushliteral(L, "timeout");
       return 2;
     }
-    take_event(L, q, ms_left(deadline)); /* even a zero time-out takes in what is there */
-    looked = 1;
+    /* past the deadline it still takes in all that has come */
+    idle = !take_event(L, q, ms_left(deadline));
   }
 }
 
@@ -652,7 +665,7 @@ static Queue *new_queue(lua_State *L, int size) {
   q->sent_before = q->sent_count + size;
   q->next_in_order = 1;
   par_set_class(L, QUEUE_METATABLE, queue_methods, queue_gc, 1);
-  for (uv = UV_RESULTS; uv <= UV_ATTEMPTS; uv++) {
+  for (uv = UV_RESULTS; uv <= UV_COUNT; uv++) {
     if (uv == UV_FAILURE || uv == UV_NAME) continue;
     lua_newtable(L);
     lua_setiuservalue(L, -2, uv);
@@ -672,7 +685,7 @@ int par_queue(lua_State *L) {
   par_check_fork_safe(L, "par.queue");
   size = o.workers > 0 ? o.workers : options_default_workers();
   q = new_queue(L, size);
-  q->capacity = o.capacity > 0 ? (int)o.capacity : 4 * size;
+  q->capacity = o.capacity > 0 ? o.capacity : 4 * size;
   q->ordered = o.ordered == 1;
   q->collect = o.collect;
   q->timeout_ns = (int64_t)(o.timeout * 1e9);

@@ -63,6 +63,19 @@ describe("par.queue", function()
     q:close()
   end)
 
+  it("takes in all that the workers have sent before pop(0) says \"timeout\"", function()
+    -- a failed item comes back as two messages, its error and its results
+    local q = par.queue(function(x) error("fails " .. x) end, {workers = 1, on_error = "collect"})
+    q:push(1)
+    par.sleep(0.3) -- long enough for the worker to have sent both
+    local id, result, err = q:pop(0)
+    assert.are.equal(1, id)
+    assert.is_nil(result)
+    assert.matches("fails 1", err.message)
+    assert.are.same({nil, "timeout"}, {q:pop(0)})
+    q:close()
+  end)
+
   it("returns nil after close once drained, and close is idempotent", function()
     local q = par.queue(double)
     q:push(1)
@@ -155,6 +168,30 @@ describe("par.queue", function()
     assert.matches("option 'ordered' must be a boolean", select(2, pcall(par.queue, double, {ordered = 1})))
     assert.matches("unknown option 'chunk'", select(2, pcall(par.queue, double, {chunk = 2})))
     assert.matches("function expected", select(2, pcall(par.queue, 3)))
+  end)
+
+  it("accepts a capacity of any size", function()
+    local q = par.queue(double, {workers = 1, capacity = 2^40})
+    assert.are.equal(1 << 40, q:capacity())
+    q:push(21)
+    assert.are.same({1, 42}, {q:pop()})
+    q:close()
+  end)
+
+  it("ends its workers once closed and drained, with a failed item among the results", function()
+    for _, ordered in ipairs({true, false}) do
+      helpers.settle()
+      local before = helpers.child_count()
+      local q = par.queue(function(x) if x == 2 then error("two") end return x end,
+                          {workers = 1, ordered = ordered, on_error = "collect"})
+      q:push(1)
+      q:push(2)
+      q:close()
+      local got = {}
+      for id, result, err in q:results() do got[id] = err and err.kind or result end
+      assert.are.same({1, "error"}, got)
+      assert.are.equal(before, helpers.child_count(), ordered and "ordered" or "unordered")
+    end
   end)
 
   it("leaves no process behind when garbage-collected", function()
@@ -275,6 +312,20 @@ describe("par.imap", function()
       if e then errs[#errs + 1] = i end
     end
     assert.are.same({2}, errs)
+  end)
+
+  it("names the source item that cannot be sent by its place in the source", function()
+    local n = 0
+    local function source()
+      n = n + 1
+      if n == 10 then return print end
+      if n <= 12 then return n end
+    end
+    local ok, err = pcall(function()
+      for _ in par.imap(double, source, {workers = 1, capacity = 2}) do end
+    end)
+    assert.is_false(ok)
+    assert.matches("par.imap: source item 10: cannot send a function", err)
   end)
 
   it("checks its arguments", function()

@@ -266,6 +266,59 @@ describe("a worker that dies in the middle of a par.map range", function()
   end)
 end)
 
+describe("an item that raised in a run whose worker then died", function()
+  local dir
+  before_each(function() dir = temp_dir() end)
+  after_each(function() remove_dir(dir) end)
+
+  -- One worker holds items 1 and 2 at once (a map's range, a queue's items
+  -- in hand): item 1 raises, then item 2 kills the worker before item 1's
+  -- result is sent. Item 1 sleeps first so that a queue has sent item 2.
+  local holds_two = {
+    ["par.map"] = {workers = 1, chunk = 3, on_error = "collect"},
+    ["par.imap"] = {workers = 1, on_error = "collect"},
+    ["par.queue"] = {workers = 1, on_error = "collect"},
+  }
+
+  for _, api in ipairs(apis) do
+    it("is judged by its run again, not by the lost run's error (" .. api.name .. ")", function()
+      local marker = dir .. "/raised"
+      local results, errors = api.run(function(x)
+        if x == 1 then
+          if not exists(marker) then
+            write_file(marker, "")
+            par.sleep(0.3)
+            error("first run raises")
+          end
+          return nil -- the run that counts: no result, and no error
+        end
+        if x == 2 then os.exit(3) end
+        return x * 10
+      end, {1, 2, 3}, holds_two[api.name])
+      assert.are.same({[3] = 30}, results)
+      assert.are.equal("crash", errors[2].kind)
+      assert.is_nil(errors[1])
+    end)
+  end
+
+  it("keeps the result of an item that failed in one run and succeeded in another (par.map)", function()
+    -- item 2 raises in its first two runs: the first is retried, and the
+    -- crash on item 4 sends its range round again, so it runs three times
+    local results, errors = par.map(function(x)
+      if x == 2 then
+        append_pid(dir .. "/runs")
+        if #lines_of(dir .. "/runs") <= 2 then error("fails twice") end
+      end
+      if x == 4 then os.exit(3) end
+      return x * 10
+    end, {1, 2, 3, 4, 5}, {workers = 1, chunk = 5, retries = 1, on_error = "collect"})
+    assert.are.equal(3, #lines_of(dir .. "/runs"))
+    assert.are.equal(20, results[2])
+    assert.are.equal("crash", errors[4].kind)
+    assert.is_nil(errors[2])
+  end)
+end)
+
 ---------------------------------------------------------------------------
 
 describe("retries", function()
