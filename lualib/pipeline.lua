@@ -42,11 +42,13 @@ function Pipeline:run()
   local function stop_all()
     for i = #queues, 1, -1 do getmetatable(queues[i]).__close(queues[i]) end
   end
-  for _, stage in ipairs(self.stages) do
+  for n, stage in ipairs(self.stages) do
     local ok, iter, state, control, q = pcall(par.imap, stage.fn, upstream, stage.opts)
     if not ok then
       stop_all() -- a stage that cannot start takes the ones before it down
-      error(iter, 2)
+      local bad_option = type(iter) == "string" and iter:match("bad argument #3 to 'imap' %((.*)%)$")
+      if bad_option then error(("par.pipeline: stage %d: %s"):format(n, bad_option), 0) end
+      error(iter, 0)
     end
     queues[#queues + 1] = q
     upstream = values_of(iter, state, control, q)

@@ -68,53 +68,59 @@ typedef struct Channel {
   size_t datagram_max; /* the longest datagram put sends */
 } Channel;
 
-static void sleep_ns(long ns) {
-  struct timespec ts = {0, ns};
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
-}
-
 /* ---- put ---------------------------------------------------------------- */
 
-/* Sends msg (a MSG_INLINE frame too long for a datagram) in a memfd. */
-static int send_in_memfd(Channel *ch, Buffer *msg) {
+/* Sends msg (a MSG_INLINE frame too long for a datagram) in a memfd; *sig as proc_send_datagram's. */
+static int send_in_memfd(Channel *ch, Buffer *msg, int *sig) {
   static char padding[INLINE_MAX]; /* zeros, in .bss rather than the binary */
   size_t len = msg->len - FRAME_HEADER;
   size_t pad = len / BIG_WEIGHT;
   struct iovec iov[2];
   int fd, sent, saved;
   if (pad > ch->datagram_max - FRAME_HEADER) pad = ch->datagram_max - FRAME_HEADER;
+  *sig = 0;
   fd = proc_memfd_with("par.channel", msg->data + FRAME_HEADER, len);
   if (fd < 0) return -1;
   msg->data[0] = MSG_MEMFD; /* the header keeps the text's length */
   iov[0] = (struct iovec){msg->data, FRAME_HEADER};
   iov[1] = (struct iovec){(void *)padding, pad};
   /* the in-flight descriptors of a user are limited: wait for readers to take some */
-  while ((sent = proc_send_datagram(ch->send_fd, iov, 2, fd)) != 0 && errno == ETOOMANYREFS)
-    sleep_ns(FD_LIMIT_RETRY_NS);
+  for (;;) {
+    sent = proc_send_datagram(ch->send_fd, iov, 2, fd, sig);
+    if (sent == 0 || errno != ETOOMANYREFS) break;
+    if ((*sig = proc_sleep_until(par_now_ns() + FD_LIMIT_RETRY_NS)) != 0) break;
+  }
   saved = errno;
   close(fd);
   errno = saved;
   return sent;
 }
 
-static int send_message(Channel *ch, Buffer *msg) {
+static int send_message(Channel *ch, Buffer *msg, int *sig) {
   struct iovec iov;
-  if (msg->len > ch->datagram_max) return send_in_memfd(ch, msg);
+  if (msg->len > ch->datagram_max) return send_in_memfd(ch, msg, sig);
   iov = (struct iovec){msg->data, msg->len};
-  return proc_send_datagram(ch->send_fd, &iov, 1, -1);
+  return proc_send_datagram(ch->send_fd, &iov, 1, -1, sig);
 }
 
 static int channel_put(lua_State *L) {
   Channel *ch = luaL_checkudata(L, 1, CHANNEL_METATABLE);
   Buffer *msg;
   char err[256];
+  int sig, sent;
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil (get returns nil for no message)");
   lua_settop(L, 2);
   msg = par_push_buffer(L);
   if (frame_begin(msg, MSG_INLINE) != 0) return luaL_error(L, "par.channel: not enough memory");
   if (codec_encode(L, 2, msg, "value", err, sizeof err) != 0) return luaL_argerror(L, 2, err);
   frame_finish(msg, 0);
-  if (send_message(ch, msg) == 0) return 0;
+  sent = send_message(ch, msg, &sig) == 0;
+  if (sig != 0) { /* sent or not, the signal is the user's to act on */
+    par_push_error(L, "par.channel", 0, "interrupted", "got SIG%s while waiting in put",
+                   sigabbrev_np(sig));
+    return lua_error(L);
+  }
+  if (sent) return 0;
   if (errno == EPIPE) return luaL_error(L, "par.channel: put on a closed channel");
   return luaL_error(L, "par.channel: put failed: %s", strerror(errno));
 }

@@ -55,13 +55,16 @@ static int par_now(lua_State *L) {
   return 1;
 }
 
+/* A wait like par.map's: a SIGINT or SIGTERM meanwhile raises "interrupted". */
 static int par_sleep(lua_State *L) {
   lua_Number seconds = luaL_checknumber(L, 1);
-  struct timespec ts;
+  int sig;
   luaL_argcheck(L, seconds >= 0 && seconds < 1e9, 1, "must be a number of seconds >= 0");
-  ts.tv_sec = (time_t)seconds;
-  ts.tv_nsec = (long)((seconds - (lua_Number)ts.tv_sec) * 1e9);
-  while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+  sig = proc_sleep_until(par_now_ns() + (int64_t)(seconds * 1e9));
+  if (sig != 0) {
+    par_push_error(L, "par.sleep", 0, "interrupted", "got SIG%s while sleeping", sigabbrev_np(sig));
+    return lua_error(L);
+  }
   return 0;
 }
 

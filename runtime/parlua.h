@@ -12,7 +12,7 @@
 /* Opens the module and returns it on the stack, like any luaopen_ function. */
 int luaopen_par(lua_State *L);
 
-/* Registers "par" in package.preload and sets the global 'par'. */
+/* Opens par as require "par" would (package.loaded.par) and sets the global 'par'. */
 void parlua_openlib(lua_State *L);
 
 /*

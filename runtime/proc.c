@@ -9,6 +9,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -25,19 +26,74 @@ static const int child_default_signals[] = {
   SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGCHLD, SIGALRM, SIGUSR1, SIGUSR2, SIGWINCH,
 };
 
+static void let_pass(int sig) {
+  (void)sig;
+}
+
+/*
+** In a child of par, Ctrl-C (sent to the whole process group) is let pass:
+** the parent owns it and stops its children. Caught, not ignored: a
+** program the child runs gets it back at its default, as exec resets
+** caught signals but keeps ignored ones, and ends as it would without par.
+** A host that ignores SIGINT passes that on, as it would without par.
+*/
 static void reset_child_signals(void) {
-  struct sigaction sa;
+  struct sigaction sa, old;
   sigset_t none;
   size_t i;
   memset(&sa, 0, sizeof sa);
   sigemptyset(&sa.sa_mask);
-  sa.sa_handler = SIG_IGN; /* the parent owns Ctrl-C and stops its workers */
-  sigaction(SIGINT, &sa, NULL);
+  sa.sa_handler = let_pass;
+  sa.sa_flags = SA_RESTART;
+  sigaction(SIGINT, &sa, &old);
+  if (old.sa_handler == SIG_IGN) sigaction(SIGINT, &old, NULL); /* as the host does */
+  sa.sa_flags = 0;
   sa.sa_handler = SIG_DFL;
   for (i = 0; i < sizeof child_default_signals / sizeof child_default_signals[0]; i++)
     sigaction(child_default_signals[i], &sa, NULL);
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/* Set in every process par forks: its waits leave SIGINT and SIGTERM alone. */
+static int forked_by_par;
+
+static volatile sig_atomic_t caught_signal;
+
+static void note_signal(int sig) {
+  caught_signal = sig;
+}
+
+/* Catches sig for a wait, unless the embedder ignores it. */
+static void catch_signal(int sig, struct sigaction *saved) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = note_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(sig, &sa, saved);
+  if (saved->sa_handler == SIG_IGN) sigaction(sig, saved, NULL);
+}
+
+typedef struct Interrupts {
+  struct sigaction saved_int, saved_term;
+} Interrupts;
+
+/*
+** From here to release_interrupts, SIGINT and SIGTERM are only noted in
+** caught_signal, for a wait to end on. Only in the process the user
+** started: one par forked dies of SIGTERM, and lets SIGINT pass.
+*/
+static void catch_interrupts(Interrupts *in) {
+  caught_signal = 0;
+  if (forked_by_par) return;
+  catch_signal(SIGINT, &in->saved_int);
+  catch_signal(SIGTERM, &in->saved_term);
+}
+
+static void release_interrupts(Interrupts *in) {
+  if (forked_by_par) return;
+  sigaction(SIGINT, &in->saved_int, NULL);
+  sigaction(SIGTERM, &in->saved_term, NULL);
 }
 
 /* Descriptors that belong to this process only: a child closes them at once. */
@@ -77,6 +133,7 @@ pid_t proc_fork(void) {
   fflush(NULL); /* or pending output would be written by parent and child */
   pid = fork();
   if (pid != 0) return pid;
+  forked_by_par = 1;
   close_private_fds();
   reset_child_signals();
   prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -155,17 +212,29 @@ int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen) 
 
 
 
-/* A connected close-on-exec SOCK_SEQPACKET pair; returns 0 or -1 with errno set. */
+/* How long a send to a full queue blocks before it looks for a signal. */
+#define SEND_SLICE_MS 50
+
 int proc_seqpacket_pair(int fds[2]) {
-  return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds);
+  struct timeval slice = {0, SEND_SLICE_MS * 1000};
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return -1;
+  setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+  setsockopt(fds[1], SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
+  return 0;
 }
 
 /*
 ** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
-** copy of that descriptor. Blocks while the queue is full, retries on
-** EINTR, never raises SIGPIPE. Returns 0 or -1 with errno set.
+** copy of that descriptor. Blocks while the queue is full, a slice at a
+** time (the send time-out of proc_seqpacket_pair), so that a SIGINT or
+** SIGTERM ends the wait: then -1, the signal in *sig (a signal that came
+** as the datagram went out is in *sig too). Never raises SIGPIPE.
+** Returns 0 or -1 with errno set.
 */
-int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd) {
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *sig) {
+  Interrupts in;
+  ssize_t sent;
+  int saved;
   union {
     struct cmsghdr align;
     char space[CMSG_SPACE(sizeof(int))];
@@ -185,10 +254,18 @@ int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd) {
     c->cmsg_len = CMSG_LEN(sizeof(int));
     memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
   }
-  for (;;) {
-    if (sendmsg(fd, &msg, MSG_NOSIGNAL) >= 0) return 0;
-    if (errno != EINTR) return -1;
-  }
+  *sig = 0;
+  if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
+  if (errno != EAGAIN && errno != EINTR) return -1;
+  catch_interrupts(&in);
+  do {
+    sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
+  } while (sent < 0 && (errno == EAGAIN || errno == EINTR) && caught_signal == 0);
+  saved = errno;
+  release_interrupts(&in);
+  errno = saved;
+  *sig = caught_signal; /* also when it went out meanwhile: the signal still came */
+  return sent >= 0 ? 0 : -1;
 }
 
 /*
@@ -294,22 +371,6 @@ int64_t par_now_ns(void) {
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static volatile sig_atomic_t caught_signal;
-
-static void note_signal(int sig) {
-  caught_signal = sig;
-}
-
-/* Catches sig for a wait, unless it is ignored (as SIGINT is in workers). */
-static void catch_signal(int sig, struct sigaction *saved) {
-  struct sigaction sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sa_handler = note_signal;
-  sigemptyset(&sa.sa_mask);
-  sigaction(sig, &sa, saved);
-  if (saved->sa_handler == SIG_IGN) sigaction(sig, saved, NULL);
-}
-
 /* A signal caught just before poll() would wait that long: poll in slices. */
 #define INTERRUPT_CHECK_MS 50
 
@@ -327,14 +388,12 @@ static int sleep_ms(int64_t deadline) {
 }
 
 int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig) {
-  struct sigaction saved_int, saved_term;
+  Interrupts in;
   int ready;
   *sig = 0;
   ready = poll(fds, (nfds_t)count, 0); /* what is ready already needs no signal handlers */
   if (ready != 0 && !(ready < 0 && errno == EINTR)) return ready;
-  caught_signal = 0;
-  catch_signal(SIGINT, &saved_int);
-  catch_signal(SIGTERM, &saved_term);
+  catch_interrupts(&in);
   for (;;) {
     ready = poll(fds, (nfds_t)count, sleep_ms(deadline));
     if (caught_signal != 0) {
@@ -344,10 +403,22 @@ int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig) {
     if (ready < 0 && errno == EINTR) continue;
     if (ready != 0 || (deadline >= 0 && par_now_ns() >= deadline)) break;
   }
-  sigaction(SIGINT, &saved_int, NULL);
-  sigaction(SIGTERM, &saved_term, NULL);
+  release_interrupts(&in);
   *sig = caught_signal;
   return ready;
+}
+
+int proc_sleep_until(int64_t deadline) {
+  Interrupts in;
+  int64_t left;
+  catch_interrupts(&in);
+  while (caught_signal == 0 && (left = deadline - par_now_ns()) > 0) {
+    int64_t slice = left < INTERRUPT_CHECK_MS * 1000000LL ? left : INTERRUPT_CHECK_MS * 1000000LL;
+    struct timespec ts = {(time_t)(slice / 1000000000), (long)(slice % 1000000000)};
+    nanosleep(&ts, NULL); /* a signal cuts it short */
+  }
+  release_interrupts(&in);
+  return caught_signal;
 }
 
 int proc_thread_count(void) {

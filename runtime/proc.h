@@ -40,15 +40,20 @@ int proc_keep_private(int fd);
 /* Closes fd and forgets it if it was private. */
 void proc_close(int fd);
 
-/* A connected close-on-exec SOCK_SEQPACKET pair; returns 0 or -1 with errno set. */
+/*
+** A connected close-on-exec SOCK_SEQPACKET pair, for proc_send_datagram;
+** returns 0 or -1 with errno set.
+*/
 int proc_seqpacket_pair(int fds[2]);
 
 /*
 ** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
-** copy of that descriptor. Blocks while the queue is full, retries on
-** EINTR, never raises SIGPIPE. Returns 0 or -1 with errno set.
+** copy of that descriptor. Blocks while the queue is full; a SIGINT or
+** SIGTERM meanwhile ends the wait, like proc_poll's: -1, the signal in
+** *sig (also set, with 0 returned, for a signal that came as the datagram
+** went out). Never raises SIGPIPE. Returns 0 or -1 with errno set.
 */
-int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd);
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *sig);
 
 /*
 ** Receives one datagram into buf[0 .. size), retrying on EINTR; 'flags' is
@@ -96,11 +101,19 @@ int64_t par_now_ns(void);
 ** Polls fds until one is ready (returns how many), the deadline on the
 ** par_now_ns clock passes (0; -1 means none), or SIGINT or SIGTERM comes
 ** (-1, the signal in *sig). Only during this wait do those signals merely
-** get noted (unless ignored, as SIGINT is in workers): the caller then
-** stops what it waits for and raises. A poll error other than EINTR is
-** returned as -1 with *sig = 0.
+** get noted, and only in the process the user started (unless it ignores
+** them): the caller then stops what it waits for and raises. In a process
+** par forked, SIGTERM keeps its default and SIGINT is let pass (the parent
+** stops its children). A poll error other than EINTR is returned as -1
+** with *sig = 0.
 */
 int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
+
+/*
+** Sleeps until the deadline on the par_now_ns clock. A SIGINT or SIGTERM
+** ends it early, as it ends proc_poll: returns that signal, else 0.
+*/
+int proc_sleep_until(int64_t deadline);
 
 /* Threads in this process (from /proc/self/task), or 0 if unknown. */
 int proc_thread_count(void);

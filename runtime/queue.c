@@ -679,10 +679,12 @@ int par_queue(lua_State *L) {
   ParOptions o;
   Queue *q;
   int size, k;
+  const char *name;
   par_check_callable(L, 1);
   lua_settop(L, 3);
+  name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : "par.queue"; /* par.imap's own */
   options_read(L, 2, queue_options, &o);
-  par_check_fork_safe(L, "par.queue");
+  par_check_fork_safe(L, name);
   size = o.workers > 0 ? o.workers : options_default_workers();
   q = new_queue(L, size);
   q->capacity = o.capacity > 0 ? o.capacity : 4 * size;
@@ -692,8 +694,7 @@ int par_queue(lua_State *L) {
   q->retries = o.retries;
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, UV_FN);
-  if (lua_type(L, 3) == LUA_TSTRING) lua_pushvalue(L, 3); /* from par.imap */
-  else lua_pushliteral(L, "par.queue");
+  lua_pushstring(L, name);
   lua_setiuservalue(L, -2, UV_NAME);
   if (o.init != 0) {
     lua_pushvalue(L, o.init);

@@ -313,6 +313,7 @@ int par_spawn(lua_State *L) {
   int fds[2];
   pid_t pid;
   par_check_callable(L, 1);
+  par_check_fork_safe(L, "par.spawn");
   p = new_process(L);
   open_result_pipe(L, fds);
   pid = proc_fork();

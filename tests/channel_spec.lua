@@ -156,6 +156,20 @@ describe("par.channel", function()
       assert.has_error(function() ch:get("soon") end)
     end)
 
+    it("says why a big message cannot be put when no descriptor is left for it", function()
+      local status, out, err = helpers.run_lua([[
+        local par = require "par"
+        local ch = par.channel()
+        local files = {}
+        for f in function() return io.open("/dev/null") end do files[#files + 1] = f end
+        local ok, e = pcall(ch.put, ch, ("x"):rep(200000)) -- travels in a memfd
+        for _, f in ipairs(files) do f:close() end
+        io.write(tostring(ok), " ", type(e) == "table" and e.kind or tostring(e))
+      ]])
+      assert.are.equal(0, status, err)
+      assert.matches("^false .*par.channel: put failed: Too many open files", out)
+    end)
+
     it("leaks no descriptor", function()
       collectgarbage(); collectgarbage() -- the channels of earlier tests
       local before = channel_fd_count()

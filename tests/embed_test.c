@@ -176,6 +176,15 @@ static const char *big_values =
   "r = nil collectgarbage() collectgarbage()\n"
   "return 'right'";
 
+/* Whether a program run by a worker starts with SIGINT ignored (SigIgn bit 2 in its status). */
+static const char *sigint_ignored_by_program =
+  "return par.map(function()\n"
+  "  local p = io.popen('grep SigIgn /proc/self/status')\n"
+  "  local mask = tonumber(p:read('a'):match('%x+%s*$'), 16)\n"
+  "  p:close()\n"
+  "  return mask & 2 ~= 0 and 'yes' or 'no'\n"
+  "end, {1})[1]";
+
 int main(void) {
   char out[2048];
   lua_State *L = new_state();
@@ -193,6 +202,10 @@ int main(void) {
   check(!ran && strstr(out, "threads") != NULL && strstr(out, "parlua_allow_threads") != NULL,
         "with a second thread running, par.map refuses to fork, naming threads and parlua_allow_threads",
         out);
+
+  ran = run(L, "return par.spawn(function() return 1 end):join()", out, sizeof out);
+  check(!ran && strstr(out, "par.spawn") != NULL && strstr(out, "threads") != NULL,
+        "with a second thread running, par.spawn refuses to fork too", out);
 
   parlua_allow_threads(1);
   ran = run(L, square_map, out, sizeof out);
@@ -214,6 +227,15 @@ int main(void) {
   stop_ticking();
   check(ran && strcmp(out, "right") == 0 && ticks > 0,
         "signals that interrupt par's system calls (EINTR) lose and garble nothing", out);
+
+  ran = run(L, sigint_ignored_by_program, out, sizeof out);
+  check(ran && strcmp(out, "no") == 0,
+        "a program a worker runs gets SIGINT at its default, so Ctrl-C ends it", out);
+  signal(SIGINT, SIG_IGN);
+  ran = run(L, sigint_ignored_by_program, out, sizeof out);
+  check(ran && strcmp(out, "yes") == 0,
+        "when the application ignores SIGINT, so does a program a worker runs", out);
+  signal(SIGINT, SIG_DFL);
   lua_close(L);
 
   L = luaL_newstate();

@@ -517,10 +517,13 @@ local slow_bodies = {
   {name = "par.imap", body = "for _ in par.imap(slow, {1, 2}, {workers = 2}) do end"},
 }
 
-local function start_script(dir, code)
+-- Runs code after script_head in the background; 'launcher' (such as
+-- "setsid", for a process group of its own) goes before the interpreter.
+local function start_script(dir, code, launcher)
   write_file(dir .. "/script.lua", script_head .. code)
-  os.execute(("(LUA_CPATH='build/?.so;;' %s %s/script.lua %s >%s/out 2>%s/err; echo $? >%s/status) "
-              .. "</dev/null >/dev/null 2>&1 &"):format(helpers.interpreter, dir, dir, dir, dir, dir))
+  os.execute(("(LUA_CPATH='build/?.so;;' %s %s %s/script.lua %s >%s/out 2>%s/err; echo $? >%s/status) "
+              .. "</dev/null >/dev/null 2>&1 &"):format(launcher or "", helpers.interpreter,
+                                                        dir, dir, dir, dir, dir))
 end
 
 -- The pids of the script and of its two workers, once all have started.
@@ -565,6 +568,44 @@ describe("an interrupted parent", function()
         assert.is_true(all_ended(workers, 1), "a worker outlived its interrupted parent")
       end)
     end
+  end
+
+  it("takes the programs its workers run with it on Ctrl-C to its process group", function()
+    -- each worker runs a shell that notes its pid and becomes sleep 30
+    start_script(dir, [[
+      par.map(function(x)
+        note("worker" .. x .. ".pid", tostring(par.pid()))
+        os.execute("sh -c 'echo $$ > ]] .. dir .. [[/program" .. x .. ".pid; exec sleep 30'")
+      end, {1, 2}, {workers = 2})
+    ]], "setsid")
+    local parent, workers = started_pids(dir)
+    local programs = eventually(10, function()
+      local a, b = pid_in(dir .. "/program1.pid"), pid_in(dir .. "/program2.pid")
+      return a and b and {a, b}
+    end)
+    assert.is_truthy(programs, "the workers' programs did not start")
+    os.execute("kill -INT -" .. parent) -- the whole group, as the terminal does
+    local status = eventually(5, function() return tonumber(read_file(dir .. "/status") or "") end)
+    assert.are_not.equal(0, status)
+    assert.matches("interrupted", read_file(dir .. "/err"), 1, true)
+    assert.is_true(all_ended(workers, 1), "a worker outlived its interrupted parent")
+    assert.is_true(all_ended(programs, 3), "a program a worker ran outlived Ctrl-C")
+  end)
+
+  for _, wait in ipairs({
+    {name = "par.sleep", body = "par.sleep(30)"},
+    {name = "par.channel", body = "local ch = par.channel(); while true do ch:put((\"x\"):rep(1000)) end"},
+  }) do
+    it("raises \"interrupted\" on SIGINT while " .. wait.name .. " waits", function()
+      start_script(dir, wait.body)
+      local parent = eventually(10, function() return pid_in(dir .. "/script.pid") end)
+      par.sleep(0.2) -- in its wait by now
+      os.execute("kill -INT " .. parent)
+      local status = eventually(5, function() return tonumber(read_file(dir .. "/status") or "") end)
+      assert.is_truthy(status, "the script did not exit after SIGINT")
+      assert.are_not.equal(0, status)
+      assert.matches(wait.name .. ": interrupted: got SIGINT", read_file(dir .. "/err"), 1, true)
+    end)
   end
 
   it("leaves an interrupted queue dead: later calls raise the same error", function()

@@ -209,6 +209,24 @@ describe("par.spawn", function()
       assert.matches("killed by SIGKILL", killed_by(9))
     end)
 
+    -- a process par forked dies of SIGTERM even in a wait that would
+    -- raise "interrupted" in the process the user started
+    local waits = {
+      {name = "a channel's get", fn = function(ch) return ch:get() end},
+      {name = "its own par.map", fn = function() return par.map(sleeper(30), {1}) end},
+      {name = "par.sleep", fn = function() par.sleep(30) end},
+    }
+    for _, wait in ipairs(waits) do
+      it("ends a process waiting in " .. wait.name .. " with SIGTERM", function()
+        local started, ch = par.channel(), par.channel()
+        local proc = par.spawn(function() started:put(true); return wait.fn(ch) end)
+        assert.is_true(started:get(10))
+        par.sleep(0.2) -- it is in its wait by now
+        proc:kill()
+        assert.matches("killed by SIGTERM", join_error(proc).message)
+      end)
+    end
+
     it("does nothing to a process already joined", function()
       local proc = par.spawn(function() return 1 end)
       proc:join()
