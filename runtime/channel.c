@@ -16,7 +16,6 @@
 ** writers wake up, and a receive reports end of file once the queue is empty.
 */
 #include <errno.h>
-#include <signal.h>
 #include <poll.h>
 #include <stdint.h>
 #include <string.h>
@@ -116,8 +115,7 @@ static int channel_put(lua_State *L) {
   frame_finish(msg, 0);
   sent = send_message(ch, msg, &sig) == 0;
   if (sig != 0) { /* sent or not, the signal is the user's to act on */
-    par_push_error(L, "par.channel", 0, "interrupted", "got SIG%s while waiting in put",
-                   sigabbrev_np(sig));
+    par_push_interrupted(L, "par.channel", sig, "waiting in put");
     return lua_error(L);
   }
   if (sent) return 0;
@@ -135,8 +133,7 @@ static int wait_readable(lua_State *L, int fd, int64_t deadline) {
   struct pollfd p = {fd, POLLIN, 0};
   int sig, ready = proc_poll(&p, 1, deadline, &sig);
   if (sig != 0) {
-    par_push_error(L, "par.channel", 0, "interrupted", "got SIG%s while waiting in get",
-                   sigabbrev_np(sig));
+    par_push_interrupted(L, "par.channel", sig, "waiting in get");
     lua_error(L);
   }
   return ready != 0; /* readable or an error: the receive that follows tells */

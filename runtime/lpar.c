@@ -40,6 +40,10 @@ void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char 
   par_make_error(L, fn, index, kind);
 }
 
+void par_push_interrupted(lua_State *L, const char *fn, int sig, const char *doing) {
+  par_push_error(L, fn, 0, "interrupted", "got SIG%s while %s", sigabbrev_np(sig), doing);
+}
+
 static int par_workers(lua_State *L) {
   lua_pushinteger(L, cpus_available());
   return 1;
@@ -62,7 +66,7 @@ static int par_sleep(lua_State *L) {
   luaL_argcheck(L, seconds >= 0 && seconds < 1e9, 1, "must be a number of seconds >= 0");
   sig = proc_sleep_until(par_now_ns() + (int64_t)(seconds * 1e9));
   if (sig != 0) {
-    par_push_error(L, "par.sleep", 0, "interrupted", "got SIG%s while sleeping", sigabbrev_np(sig));
+    par_push_interrupted(L, "par.sleep", sig, "sleeping");
     return lua_error(L);
   }
   return 0;

@@ -22,6 +22,9 @@ void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char 
 void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char *kind,
                     const char *fmt, ...);
 
+/* Pushes fn's error of kind "interrupted": "got SIGINT while <doing>". */
+void par_push_interrupted(lua_State *L, const char *fn, int sig, const char *doing);
+
 /*
 ** Raises a clear error if this process has other threads (forking it could
 ** leave a worker stuck on a lock another thread held), unless the embedder

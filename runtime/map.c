@@ -5,7 +5,6 @@
 ** item, two ranges ahead per worker so none waits for the parent.
 */
 #include <errno.h>
-#include <signal.h>
 #include <limits.h>
 #include <string.h>
 
@@ -357,7 +356,7 @@ static void on_death(MapRun *m, int k) {
 
 static void on_interrupt(MapRun *m, int sig) {
   pool_close(m->pool, 1);
-  par_push_error(m->L, "par.map", 0, "interrupted", "got SIG%s while waiting for workers", sigabbrev_np(sig));
+  par_push_interrupted(m->L, "par.map", sig, "waiting for workers");
   lua_error(m->L);
 }
 

@@ -9,7 +9,6 @@
 */
 #include <errno.h>
 #include <stdlib.h>
-#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/uio.h>
@@ -472,8 +471,7 @@ static void check_failure(lua_State *L) {
 }
 
 static void on_interrupt(lua_State *L, Queue *q, int sig) {
-  par_push_error(L, queue_name(L), 0, "interrupted", "got SIG%s while waiting for workers",
-                 sigabbrev_np(sig));
+  par_push_interrupted(L, queue_name(L), sig, "waiting for workers");
   kill_queue(L, q);
 }
 

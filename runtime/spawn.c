@@ -150,8 +150,7 @@ static int wait_readable(lua_State *L, int fd, int64_t deadline) {
   struct pollfd pfd = {fd, POLLIN, 0};
   int sig, ready = proc_poll(&pfd, 1, deadline, &sig);
   if (sig != 0) {
-    par_push_error(L, "par.spawn", 0, "interrupted", "got SIG%s while waiting for the process",
-                   sigabbrev_np(sig));
+    par_push_interrupted(L, "par.spawn", sig, "waiting for the process");
     lua_error(L);
   }
   return ready != 0; /* a poll error shows up in the read that follows */
