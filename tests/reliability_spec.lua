@@ -272,12 +272,14 @@ describe("an item that raised in a run whose worker then died", function()
   after_each(function() remove_dir(dir) end)
 
   -- One worker holds items 1 and 2 at once (a map's range, a queue's items
-  -- in hand): item 1 raises, then item 2 kills the worker before item 1's
-  -- result is sent. Item 1 sleeps first so that a queue has sent item 2.
+  -- read in one go): item 1 raises, then item 2 kills the worker before
+  -- item 1's result is sent. A queue worker reads what has come when it
+  -- looks for work; init keeps it from looking until both items are there.
+  local function slow_init() par.sleep(0.3) end
   local holds_two = {
     ["par.map"] = {workers = 1, chunk = 3, on_error = "collect"},
-    ["par.imap"] = {workers = 1, on_error = "collect"},
-    ["par.queue"] = {workers = 1, on_error = "collect"},
+    ["par.imap"] = {workers = 1, on_error = "collect", init = slow_init},
+    ["par.queue"] = {workers = 1, on_error = "collect", init = slow_init},
   }
 
   for _, api in ipairs(apis) do
@@ -287,7 +289,6 @@ describe("an item that raised in a run whose worker then died", function()
         if x == 1 then
           if not exists(marker) then
             write_file(marker, "")
-            par.sleep(0.3)
             error("first run raises")
           end
           return nil -- the run that counts: no result, and no error
