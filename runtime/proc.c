@@ -74,6 +74,13 @@ static void catch_signal(int sig, struct sigaction *saved) {
   if (saved->sa_handler == SIG_IGN) sigaction(sig, saved, NULL);
 }
 
+/*
+** A signal caught just before a blocking call is seen only when the call
+** returns: waits block in slices this long (poll's time-out, a channel
+** socket's send time-out, a sleep's).
+*/
+#define INTERRUPT_CHECK_MS 50
+
 typedef struct Interrupts {
   struct sigaction saved_int, saved_term;
 } Interrupts;
@@ -212,11 +219,8 @@ int proc_write2(int fd, const void *a, size_t alen, const void *b, size_t blen) 
 
 
 
-/* How long a send to a full queue blocks before it looks for a signal. */
-#define SEND_SLICE_MS 50
-
 int proc_seqpacket_pair(int fds[2]) {
-  struct timeval slice = {0, SEND_SLICE_MS * 1000};
+  struct timeval slice = {0, INTERRUPT_CHECK_MS * 1000};
   if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) != 0) return -1;
   setsockopt(fds[0], SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
   setsockopt(fds[1], SOL_SOCKET, SO_SNDTIMEO, &slice, sizeof slice);
@@ -370,9 +374,6 @@ int64_t par_now_ns(void) {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
-
-/* A signal caught just before poll() would wait that long: poll in slices. */
-#define INTERRUPT_CHECK_MS 50
 
 /* How long the next poll() may sleep, in ms; 0 (a spin) near the deadline. */
 static int sleep_ms(int64_t deadline) {
