@@ -223,6 +223,36 @@ local function bench_big()
 end
 
 ---------------------------------------------------------------------------
+-- floors: lower bounds for par.map on the tiny and big workloads here.
+-- The workers must make the Lua calls (and build the big lists), and the
+-- results must cross as JSON text; each floor adds up that work, timed
+-- alone in this process, and spreads it over the cores with no overhead
+-- at all: no fork, no pipe, no scheduling.
+
+local function floor_tiny()
+  local n = 1000000
+  local xs = range(n)
+  local call_ms = median_ms(function() for i = 1, n do double(xs[i]) end end, 5)
+  local text = par.encode(plain_map(double, xs))
+  local decode_ms = median_ms(function() return par.decode(text) end, 5)
+  return {
+    lists = 1,
+    terms = {{"calls", call_ms}, {"decoding the results", decode_ms}},
+  }
+end
+
+-- Each of two workers builds and encodes one list; the parent decodes both.
+local function floor_big()
+  local build_ms, list = median_ms(function() return big_list(0) end, 3)
+  local encode_ms, text = median_ms(function() return par.encode(list) end, 3)
+  local decode_ms = median_ms(function() return par.decode(text) end, 3)
+  return {
+    lists = 2,
+    terms = {{"build", build_ms}, {"encode", encode_ms}, {"decode", decode_ms}},
+  }
+end
+
+---------------------------------------------------------------------------
 -- streaming: per-item cost of par.queue and par.imap (microseconds per item)
 
 -- Warns when a streaming run did not give back every item's x*2 once.
@@ -479,6 +509,30 @@ local function print_streaming(rows)
     fmt_ratio(ratio(q.unordered_us, q.par_us)), fmt_ratio(ratio(im.unordered_us, im.par_us))))
 end
 
+-- "2 x (build 23 ms + encode 57 ms + decode 31 ms) / 2 cores = 112 ms"
+local function floor_text(f)
+  local total, texts = 0, {}
+  for k, term in ipairs(f.terms) do
+    total = total + term[2]
+    texts[k] = term[1] .. " " .. fmt_ms(term[2])
+  end
+  local sum = "(" .. table.concat(texts, " + ") .. ")"
+  if f.lists > 1 then sum = f.lists .. " x " .. sum end
+  return ("%s / %d cores = %s"):format(sum, WORKERS, fmt_ms(f.lists * total / WORKERS))
+end
+
+local function print_floors(rows)
+  print()
+  print("floors: the least par.map could take here, with no overhead at all (see bench/README.md, \"Floors\")")
+  for _, row in ipairs(rows) do
+    if row.floor then
+      local need = row.pool_ms and fmt_ms(row.pool_ms / row.goal) or "n/a"
+      print(("  %s: %s; the %sx goal needs par at %s; par took %s"):format(
+        row.name, floor_text(row.floor), row.goal, need, fmt_ms(row.par_ms)))
+    end
+  end
+end
+
 local function print_codec(rows, err)
   print()
   print("codec: par.encode/par.decode vs cjson (bench/codec_bench.lua, best of its runs, CPU time)")
@@ -502,13 +556,15 @@ local function main()
   print_header()
   local rows = {}
   local workloads = {
-    {"startup", bench_startup}, {"1M tiny items", bench_tiny},
+    {"startup", bench_startup}, {"1M tiny items", bench_tiny, floor_tiny},
     {"20k items chunk=1", bench_chunk1}, {"CPU-bound items", bench_cpu},
-    {"big results", bench_big},
+    {"big results", bench_big, floor_big},
   }
   for _, w in ipairs(workloads) do
     progress("running %s ...", w[1])
-    rows[#rows + 1] = w[2]()
+    local row = w[2]()
+    if w[3] then row.floor = w[3]() end
+    rows[#rows + 1] = row
   end
   progress("running queue/imap streaming ...")
   local streaming = bench_streaming()
@@ -518,6 +574,7 @@ local function main()
   print_results(rows)
   print_speedups(rows[4])
   print_goals(rows)
+  print_floors(rows)
   print_streaming(streaming)
   print_codec(codec, codec_err)
 end
