@@ -52,7 +52,7 @@ static void reset_child_signals(void) {
   for (i = 0; i < sizeof child_default_signals / sizeof child_default_signals[0]; i++)
     sigaction(child_default_signals[i], &sa, NULL);
   sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
+  sigprocmask(SIG_SETMASK, &none, NULL); /* proc_fork blocked them all */
 }
 
 /* Set in every process par forks: its waits leave SIGINT and SIGTERM alone. */
@@ -134,12 +134,25 @@ static void close_private_fds(void) {
   while (private_count > 0) close(private_fds[--private_count]);
 }
 
+/*
+** Signals stay blocked across the fork until the child has reset its
+** handlers: a child holds its parent's until then, and Ctrl-C or a kill
+** sent at once would run the host's SIGINT hook in it.
+*/
 pid_t proc_fork(void) {
   pid_t parent = getpid();
+  sigset_t all, before;
   pid_t pid;
   fflush(NULL); /* or pending output would be written by parent and child */
+  sigfillset(&all);
+  sigprocmask(SIG_BLOCK, &all, &before);
   pid = fork();
-  if (pid != 0) return pid;
+  if (pid != 0) {
+    int fork_errno = errno;
+    sigprocmask(SIG_SETMASK, &before, NULL);
+    errno = fork_errno;
+    return pid;
+  }
   forked_by_par = 1;
   close_private_fds();
   reset_child_signals();

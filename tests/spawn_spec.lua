@@ -227,6 +227,16 @@ describe("par.spawn", function()
       end)
     end
 
+    it("lets SIGINT pass, even sent the moment the process is forked", function()
+      -- before the fork resets its handlers, a child holds its parent's:
+      -- the host's SIGINT handler would end fn with "interrupted!"
+      for _ = 1, 10 do
+        local proc = par.spawn(function() par.sleep(0.05) return "survived" end)
+        proc:kill("INT")
+        assert.are.equal("survived", proc:join())
+      end
+    end)
+
     it("does nothing to a process already joined", function()
       local proc = par.spawn(function() return 1 end)
       proc:join()
