@@ -9,6 +9,8 @@ B        := build
 
 LUA_CFLAGS  = $(shell pkg-config --cflags $(LUA_PC))
 LUA_LIBS    = $(shell pkg-config --libs $(LUA_PC))
+# The host's interactive loop edits lines and keeps history, as lua5.4's does.
+READLINE_LIBS = $(shell pkg-config --libs readline)
 PAR_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC $(LUA_CFLAGS) -Iruntime
 # Symbols are bound at start: a forked worker would otherwise look up
 # each function it is the first to call, in every worker again.
@@ -44,7 +46,7 @@ $(B)/par.so: $(MODULE_OBJ)
 	$(CC) -shared $(CFLAGS) $(LINK_NOW) $^ -o $@
 
 $(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
-	$(CC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) -lm -ldl -o $@
+	$(CC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
 
 $(B)/obj:
 	mkdir -p $@
@@ -70,7 +72,7 @@ $(B)/san/lualib.o: $(B)/lualib.c
 	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
 
 $(B)/san/parlua: $(SAN_OBJ)
-	clang $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+	clang $(SAN_FLAGS) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
 
 check-san: $(B)/san/parlua
 	PARLUA_LUA=$(B)/san/parlua PARLUA_SANITIZED=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

@@ -13,6 +13,8 @@
 #include <lua.h>
 #include <lauxlib.h>
 #include <lualib.h>
+#include <readline/history.h>
+#include <readline/readline.h>
 
 #include "parlua.h"
 
@@ -22,7 +24,6 @@
 #define EOF_MARK "<eof>"
 #define INIT_VAR_VERSIONED "LUA_INIT_5_4"
 #define INIT_VAR "LUA_INIT"
-#define LINE_CHUNK 512
 
 /* bits returned by scan_options */
 #define OPT_BAD   1
@@ -345,31 +346,38 @@ static const char *push_prompt(lua_State *L, int firstline) {
   return lua_tostring(L, -1);
 }
 
-/* Reads one whole line of stdin, without its newline, onto the stack. */
+/* Whether the loop reads a terminal: then lines come through readline, as in lua5.4. */
+static int reading_terminal;
+
+static int read_terminal_line(lua_State *L, const char *prompt) {
+  char *line = readline(prompt);
+  if (line == NULL)
+    return 0;
+  lua_pushstring(L, line);
+  free(line);
+  return 1;
+}
+
+/*
+** Reads one line of stdin, without its newline, onto the stack; 0 at end
+** of input. Read byte by byte, so a NUL stays in the line.
+*/
 static int read_line(lua_State *L, const char *prompt) {
   luaL_Buffer b;
-  int got = 0;
+  int c;
+  if (reading_terminal)
+    return read_terminal_line(L, prompt);
   fputs(prompt, stdout);
   fflush(stdout);
   luaL_buffinit(L, &b);
-  for (;;) {
-    char *space = luaL_prepbuffsize(&b, LINE_CHUNK);
-    size_t len;
-    if (fgets(space, LINE_CHUNK, stdin) == NULL)
-      break;
-    got = 1;
-    len = strlen(space);
-    if (len > 0 && space[len - 1] == '\n') {
-      luaL_addsize(&b, len - 1);
-      break;
-    }
-    luaL_addsize(&b, len);
-  }
-  luaL_pushresult(&b);
-  if (!got) {
+  while ((c = getc(stdin)) != EOF && c != '\n')
+    luaL_addchar(&b, (char)c);
+  if (c == EOF && luaL_bufflen(&b) == 0) {
+    luaL_pushresult(&b);
     lua_pop(L, 1);
     return 0;
   }
+  luaL_pushresult(&b);
   return 1;
 }
 
@@ -378,9 +386,12 @@ static int push_line(lua_State *L, int firstline) {
   int ok = read_line(L, push_prompt(L, firstline));
   lua_remove(L, ok ? -2 : -1);  /* the prompt */
   if (ok && firstline) {
-    const char *line = lua_tostring(L, -1);
+    size_t len;
+    const char *line = lua_tolstring(L, -1, &len);
     if (line[0] == '=') {  /* "=expr" is kept from Lua 5.1 */
-      lua_pushfstring(L, "return %s", line + 1);
+      lua_pushliteral(L, "return ");
+      lua_pushlstring(L, line + 1, len - 1);
+      lua_concat(L, 2);
       lua_remove(L, -2);
     }
   }
@@ -389,28 +400,36 @@ static int push_line(lua_State *L, int firstline) {
 
 /* Tries the line at index 1 as an expression; pushes it on success. */
 static int load_as_expression(lua_State *L) {
-  const char *code = lua_pushfstring(L, "return %s;", lua_tostring(L, 1));
-  int status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
+  size_t len;
+  const char *code;
+  int status;
+  lua_pushliteral(L, "return ");
+  lua_pushvalue(L, 1);
+  lua_pushliteral(L, ";");
+  lua_concat(L, 3); /* not lua_pushfstring, which would stop at a NUL */
+  code = lua_tolstring(L, -1, &len);
+  status = luaL_loadbuffer(L, code, len, "=stdin");
   lua_remove(L, -2);  /* the code text */
   if (status != LUA_OK)
     lua_pop(L, 1);  /* not an expression: forget why */
   return status;
 }
 
+/* Whether the syntax error on top says that the statement goes on. */
 static int is_incomplete(lua_State *L, int status) {
   if (status == LUA_ERRSYNTAX) {
     size_t len;
     size_t marklen = sizeof(EOF_MARK) - 1;
     const char *msg = lua_tolstring(L, -1, &len);
-    if (len >= marklen && strcmp(msg + len - marklen, EOF_MARK) == 0) {
-      lua_pop(L, 1);
-      return 1;
-    }
+    return len >= marklen && strcmp(msg + len - marklen, EOF_MARK) == 0;
   }
   return 0;
 }
 
-/* Loads the line at index 1 as a statement, reading more while needed. */
+/*
+** Loads the line at index 1 as a statement, reading more while needed.
+** Input that ends inside a statement leaves its syntax error to report.
+*/
 static int load_statement(lua_State *L) {
   for (;;) {
     size_t len;
@@ -418,6 +437,7 @@ static int load_statement(lua_State *L) {
     int status = luaL_loadbuffer(L, code, len, "=stdin");
     if (!is_incomplete(L, status) || !push_line(L, 0))
       return status;
+    lua_remove(L, -2); /* the syntax error: there is more */
     lua_pushliteral(L, "\n");
     lua_insert(L, -2);
     lua_concat(L, 3);
@@ -433,6 +453,8 @@ static int load_input(lua_State *L) {
   status = load_as_expression(L);
   if (status != LUA_OK)
     status = load_statement(L);
+  if (reading_terminal && lua_rawlen(L, 1) > 0)
+    add_history(lua_tostring(L, 1)); /* the whole statement, as lua5.4 keeps it */
   lua_remove(L, 1);
   return status;
 }
@@ -453,6 +475,8 @@ static void repl(lua_State *L) {
   const char *saved = progname;
   int status;
   progname = NULL;  /* messages here carry no program name */
+  reading_terminal = isatty(STDIN_FILENO);
+  rl_readline_name = "parlua"; /* for $if parlua in ~/.inputrc */
   while ((status = load_input(L)) != -1) {
     if (status == LUA_OK)
       status = protected_call(L, 0, LUA_MULTRET);

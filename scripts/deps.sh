@@ -2,7 +2,7 @@
 # Installs the Debian packages parlua needs to build, test and benchmark,
 # but only those that are missing. Usage: scripts/deps.sh [build|test|bench]
 set -eu
-need="make gcc pkg-config liblua5.4-dev lua5.4 lua-cjson"
+need="make gcc pkg-config liblua5.4-dev libreadline-dev lua5.4 lua-cjson"
 case "${1:-build}" in
   test)  need="$need lua-busted clang libclang-rt-14-dev" ;;
   bench) need="$need python3" ;;

@@ -21,6 +21,7 @@ local function tempname(suffix)
   return name
 end
 
+local par = helpers.par
 local read_file, write_file = helpers.read_file, helpers.write_file
 
 local function temp_script(text)
@@ -355,6 +356,64 @@ describe("parlua host", function()
       assert.is_true(contains(r.err, "stack traceback:"))
       assert.is_true(contains(r.out, "still here\n"))
       assert.are.equal(0, r.status)
+    end)
+
+    it("reports a statement that the input ends inside of, as a syntax error", function()
+      local r = run({ "-i" }, { stdin = "for i = 1, 3 do\n" })
+      assert.is_true(starts_with(r.err, "stdin:1: 'end' expected near <eof>\n"))
+      assert.are.equal(0, r.status)
+    end)
+
+    it("keeps a line that holds a NUL apart from the next line", function()
+      local r = run({ "-i" }, { stdin = "print(1)\0junk\nprint(2)\n" })
+      assert.is_true(starts_with(r.err, "stdin:1: unexpected symbol"))
+      assert.is_false(contains(r.out, "> 1\n"))
+      assert.is_true(contains(r.out, "> 2\n"))
+    end)
+
+    -- script(1) runs the host on a terminal, fed from a FIFO one step at a
+    -- time: each step's input is sent once the output shows what the step
+    -- waits for. Returns all the terminal showed once the host has ended.
+    local function on_terminal(steps)
+      local fifo, out, ended = tempname(".in"), tempname(".out"), tempname(".ended")
+      local function wait_for(done)
+        local deadline = par.now() + 10
+        while not done() and par.now() < deadline do par.sleep(0.02) end
+      end
+      assert(os.execute("mkfifo " .. quote(fifo)))
+      assert(os.execute(("(script -qfec %s %s < %s > /dev/null 2>&1; touch %s) &"):format(
+        quote(HOST .. " -i"), quote(out), quote(fifo), quote(ended))))
+      -- opened for reading too, so that a write after the host is gone
+      -- (a failing host) is not a SIGPIPE that ends the test run
+      local input = assert(io.open(fifo, "r+"))
+      for _, step in ipairs(steps) do
+        wait_for(function() return contains(read_file(out) or "", step.after) end)
+        input:write(step.send)
+        input:flush()
+      end
+      input:close() -- the end of input ends the host
+      wait_for(function() return read_file(ended) ~= nil end)
+      return read_file(out)
+    end
+
+    it("reports a statement that Ctrl-D ends at a terminal, and goes on", function()
+      local out = on_terminal({
+        {after = "> ", send = "for i = 1, 3 do\n"},
+        {after = ">> ", send = "\4"},
+        {after = "<eof>", send = 'print("al" .. "ive")\n'},
+        {after = "alive", send = ""},
+      })
+      assert.is_true(contains(out, "stdin:1: 'end' expected near <eof>"), out)
+      assert.is_true(contains(out, "alive\r\n"), out)
+    end)
+
+    it("edits lines at a terminal: the up arrow brings back the last statement", function()
+      local out = on_terminal({
+        {after = "> ", send = "1 + 41\n"},
+        {after = "42", send = "\27[A\n"},
+      })
+      local _, answers = out:gsub("42\r\n", "")
+      assert.are.equal(2, answers, out)
     end)
 
     it("enters the loop after running the script and options", function()
