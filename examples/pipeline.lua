@@ -10,8 +10,9 @@
 -- Every item goes through the parent between stages (decoded, re-encoded),
 -- so the parent's share of the work does not shrink with more workers:
 -- here nearly half of what the plain loop takes. On two cores that and the
--- extra processes eat most of the gain; the pipeline pulls ahead with more
--- cores or with more work per line.
+-- extra processes eat the whole gain (the pipeline takes about as long as
+-- the plain loop, and longer when other work shares the machine); it pulls
+-- ahead with more cores or with more work per line.
 -- Run: build/parlua examples/pipeline.lua [lines]
 local par = require "par"
 
