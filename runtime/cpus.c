@@ -21,38 +21,86 @@ static int read_line(const char *path, char *buf, size_t size) {
   return ok ? 0 : -1;
 }
 
-/* The directory of this process's cgroup v2, from /proc/self/cgroup ("0::/path"). */
-static int cgroup2_dir(char *dir, size_t size) {
-  char line[512];
-  char *nl;
-  if (read_line("/proc/self/cgroup", line, sizeof line) != 0) return -1;
-  if (strncmp(line, "0::", 3) != 0) return -1;
-  if ((nl = strchr(line, '\n')) != NULL) *nl = '\0';
-  snprintf(dir, size, "/sys/fs/cgroup%s", line + 3);
-  return 0;
-}
-
 /* CPUs allowed by a quota of 'quota' per 'period', rounded up; 0 if none. */
 static int quota_cpus(double quota, double period) {
   if (quota <= 0 || period <= 0) return 0;
   return (int)((quota + period - 1) / period);
 }
 
-static int cgroup_limit(void) {
-  char dir[600], path[700], line[128];
+/* The quota set on the cgroup directory 'dir' itself, in CPUs; 0 if none. */
+static int quota_in(const char *dir, int v2) {
+  char path[700], line[128];
   double quota, period;
-  if (cgroup2_dir(dir, sizeof dir) == 0) {
+  if (v2) { /* cpu.max: "max 100000" when there is none, which scans as 1 item */
     snprintf(path, sizeof path, "%s/cpu.max", dir);
-    if (read_line(path, line, sizeof line) == 0 &&
-        sscanf(line, "%lf %lf", &quota, &period) == 2)
-      return quota_cpus(quota, period); /* "max 100000" scans as 1 item */
-  }
-  if (read_line("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", line, sizeof line) == 0 &&
-      sscanf(line, "%lf", &quota) == 1 &&
-      read_line("/sys/fs/cgroup/cpu/cpu.cfs_period_us", line, sizeof line) == 0 &&
-      sscanf(line, "%lf", &period) == 1)
+    if (read_line(path, line, sizeof line) != 0 ||
+        sscanf(line, "%lf %lf", &quota, &period) != 2)
+      return 0;
     return quota_cpus(quota, period);
+  }
+  snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir); /* -1 when there is none */
+  if (read_line(path, line, sizeof line) != 0 || sscanf(line, "%lf", &quota) != 1)
+    return 0;
+  snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir);
+  if (read_line(path, line, sizeof line) != 0 || sscanf(line, "%lf", &period) != 1)
+    return 0;
+  return quota_cpus(quota, period);
+}
+
+/*
+** The least quota on the cgroup 'path' (as /proc/self/cgroup gives it)
+** of the hierarchy mounted at 'mount', and on every cgroup above it: a
+** quota on a parent (a container, a systemd slice) binds its children.
+*/
+static int least_quota(const char *mount, const char *path, int v2) {
+  char dir[600];
+  size_t root = strlen(mount);
+  int least = 0;
+  snprintf(dir, sizeof dir, "%s%s", mount, path);
+  for (;;) {
+    char *slash;
+    int q = quota_in(dir, v2);
+    if (q > 0 && (least == 0 || q < least)) least = q;
+    slash = strrchr(dir + root, '/');
+    if (slash == NULL) break;
+    *slash = '\0';
+  }
+  return least;
+}
+
+/* Whether the comma-separated list of controllers names "cpu". */
+static int names_cpu(const char *list, size_t len) {
+  const char *end = list + len;
+  while (list < end) {
+    const char *comma = memchr(list, ',', (size_t)(end - list));
+    size_t n = (size_t)((comma ? comma : end) - list);
+    if (n == 3 && memcmp(list, "cpu", 3) == 0) return 1;
+    list += n + 1;
+  }
   return 0;
+}
+
+/*
+** The CPU quota of this process's cgroup, from /proc/self/cgroup: the
+** cgroup v2 line "0::/path", or the v1 line whose controllers include
+** cpu ("4:cpu,cpuacct:/path"), under the usual mount points.
+*/
+static int cgroup_limit(void) {
+  char line[512];
+  int limit = 0;
+  FILE *f = fopen("/proc/self/cgroup", "re");
+  if (f == NULL) return 0;
+  while (limit == 0 && fgets(line, sizeof line, f) != NULL) {
+    char *first = strchr(line, ':'), *second, *nl;
+    if (first == NULL || (second = strchr(first + 1, ':')) == NULL) continue;
+    if ((nl = strchr(second, '\n')) != NULL) *nl = '\0';
+    if (strncmp(line, "0::", 3) == 0)
+      limit = least_quota("/sys/fs/cgroup", second + 1, 1);
+    else if (names_cpu(first + 1, (size_t)(second - first - 1)))
+      limit = least_quota("/sys/fs/cgroup/cpu", second + 1, 0);
+  }
+  fclose(f);
+  return limit;
 }
 
 /* The quota is read once: it is a file read, and par.map asks on every call. */
