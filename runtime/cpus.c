@@ -1,3 +1,4 @@
+#include <limits.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,15 @@ static int read_line(const char *path, char *buf, size_t size) {
 
 /* CPUs allowed by a quota of 'quota' per 'period', rounded up; 0 if none. */
 static int quota_cpus(double quota, double period) {
+  double cpus;
   if (quota <= 0 || period <= 0) return 0;
-  return (int)((quota + period - 1) / period);
+  cpus = (quota + period - 1) / period;
+  return cpus < INT_MAX ? (int)cpus : 0; /* v1 allows 2^44 us per 1 ms: no limit */
 }
 
 /* The quota set on the cgroup directory 'dir' itself, in CPUs; 0 if none. */
 static int quota_in(const char *dir, int v2) {
-  char path[700], line[128];
+  char path[PATH_MAX + 32], line[128];
   double quota, period;
   if (v2) { /* cpu.max: "max 100000" when there is none, which scans as 1 item */
     snprintf(path, sizeof path, "%s/cpu.max", dir);
@@ -53,10 +56,11 @@ static int quota_in(const char *dir, int v2) {
 ** quota on a parent (a container, a systemd slice) binds its children.
 */
 static int least_quota(const char *mount, const char *path, int v2) {
-  char dir[600];
+  char dir[PATH_MAX];
   size_t root = strlen(mount);
   int least = 0;
-  snprintf(dir, sizeof dir, "%s%s", mount, path);
+  if (snprintf(dir, sizeof dir, "%s%s", mount, path) >= (int)sizeof dir)
+    *strrchr(dir, '/') = '\0'; /* too long to open: start from a whole ancestor */
   for (;;) {
     char *slash;
     int q = quota_in(dir, v2);
@@ -86,11 +90,12 @@ static int names_cpu(const char *list, size_t len) {
 ** cpu ("4:cpu,cpuacct:/path"), under the usual mount points.
 */
 static int cgroup_limit(void) {
-  char line[512];
+  char *line = NULL;
+  size_t size = 0;
   int limit = 0;
   FILE *f = fopen("/proc/self/cgroup", "re");
   if (f == NULL) return 0;
-  while (limit == 0 && fgets(line, sizeof line, f) != NULL) {
+  while (limit == 0 && getline(&line, &size, f) > 0) { /* whole lines, however long */
     char *first = strchr(line, ':'), *second, *nl;
     if (first == NULL || (second = strchr(first + 1, ':')) == NULL) continue;
     if ((nl = strchr(second, '\n')) != NULL) *nl = '\0';
@@ -99,6 +104,7 @@ static int cgroup_limit(void) {
     else if (names_cpu(first + 1, (size_t)(second - first - 1)))
       limit = least_quota("/sys/fs/cgroup/cpu", second + 1, 0);
   }
+  free(line);
   fclose(f);
   return limit;
 }

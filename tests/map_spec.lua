@@ -409,48 +409,70 @@ describe("par helpers", function()
     f:close()
   end)
 
-  -- A cgroup with a quota of half a CPU and one inside it, in the cgroup v2
-  -- hierarchy when it has the cpu controller, else in v1's cpu hierarchy;
-  -- nil and why when this process may not make them (not root, say).
-  local function quota_cgroups()
+  -- Makes cgroups nested as 'names' (outermost first) in the cgroup v2
+  -- hierarchy when it has the cpu controller, else in v1's cpu hierarchy,
+  -- with a quota of half a CPU on the one at 'quota_at'. Returns their
+  -- directories, innermost last; nil and why when this process may not
+  -- make them (not root, say).
+  local function quota_cgroups(names, quota_at)
     local v2 = helpers.read_file("/sys/fs/cgroup/cgroup.controllers")
     local root, quota_files
     if v2 and v2:match("%f[%w]cpu%f[%W]") then
       root = "/sys/fs/cgroup"
       quota_files = {["cpu.max"] = "50000 100000"}
-      if not os.execute("echo +cpu > /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null") then
-        return nil, "cannot enable the cpu controller"
-      end
     elseif helpers.read_file("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") then
       root = "/sys/fs/cgroup/cpu"
       quota_files = {["cpu.cfs_period_us"] = "100000", ["cpu.cfs_quota_us"] = "50000"}
     else
       return nil, "no cgroup hierarchy with the cpu controller"
     end
-    local parent = root .. "/parlua_spec_" .. par.pid()
-    local inner = parent .. "/inner"
-    if not os.execute(("mkdir -p %s 2>/dev/null"):format(inner)) then
-      return nil, "cannot make a cgroup under " .. root
+    local dirs, dir = {}, root
+    for i, name in ipairs(names) do
+      if quota_files["cpu.max"] and not os.execute(
+          ("echo +cpu > %s/cgroup.subtree_control 2>/dev/null"):format(dir)) then
+        return nil, "cannot enable the cpu controller under " .. dir
+      end
+      dir = dir .. "/" .. name
+      if not os.execute(("mkdir %s 2>/dev/null"):format(dir)) then
+        return nil, "cannot make a cgroup under " .. root
+      end
+      dirs[i] = dir
     end
-    for name, value in pairs(quota_files) do
-      assert(os.execute(("echo %s > %s/%s"):format(value, parent, name)))
+    for file, value in pairs(quota_files) do
+      assert(os.execute(("echo %s > %s/%s"):format(value, dirs[quota_at], file)))
     end
-    return {parent = parent, inner = inner}
+    return dirs
   end
 
-  it("counts a cgroup CPU quota set above the process's own cgroup in par.workers()", function()
-    local cg, why = quota_cgroups()
-    if not cg then
+  -- par.workers() as the interpreter says it when started in cgroup 'dir'.
+  local function workers_in(dir)
+    local f = io.popen(("sh -c 'echo $$ > %s/cgroup.procs; LUA_CPATH=\"build/?.so;;\" exec %s "
+                        .. "-e \"io.write(require([[par]]).workers())\"'"):format(
+                        dir, helpers.interpreter))
+    local count = f:read("a")
+    f:close()
+    return count
+  end
+
+  local function test_quota(names, quota_at)
+    local dirs, why = quota_cgroups(names, quota_at)
+    if not dirs then
       pending("needs root and a cgroup cpu controller: " .. why)
       return
     end
-    finally(function() os.execute(("rmdir %s %s"):format(cg.inner, cg.parent)) end)
-    local f = io.popen(("sh -c 'echo $$ > %s/cgroup.procs; LUA_CPATH=\"build/?.so;;\" exec %s "
-                        .. "-e \"io.write(require([[par]]).workers())\"'"):format(
-                        cg.inner, helpers.interpreter))
-    local quota_count = f:read("a")
-    f:close()
-    assert.are.equal("1", quota_count)
+    finally(function()
+      for i = #dirs, 1, -1 do os.execute("rmdir " .. dirs[i]) end
+    end)
+    assert.are.equal("1", workers_in(dirs[#dirs]))
+  end
+
+  it("counts a cgroup CPU quota set above the process's own cgroup in par.workers()", function()
+    test_quota({"parlua_spec_" .. par.pid(), "inner"}, 1)
+  end)
+
+  it("counts the CPU quota of a cgroup whose path is longer than 512 bytes", function()
+    local long = ("l"):rep(200)
+    test_quota({"parlua_spec_" .. par.pid(), long, long, long}, 4)
   end)
 
   it("gives monotonic seconds and sleeps", function()
