@@ -446,31 +446,6 @@ static void collect_array(lua_State *L, int n, int size) {
   }
 }
 
-static void decode_array(Decoder *D) {
-  int n = 0;
-  enter_container(D);
-  if (D->p < D->end && *D->p == ']') {
-    D->p++;
-    lua_createtable(D->L, 0, 0);
-  } else {
-    for (;;) {
-      decode_value(D);
-      n++;
-      if (!next_item(D, ']')) {
-        collect_array(D->L, n, n);
-        break;
-      }
-      if (n == BATCH) {
-        lua_Integer size = n + elements_ahead(D, 3 * n);
-        collect_array(D->L, n, size < INT_MAX ? (int)size : INT_MAX);
-        decode_elements(D, lua_gettop(D->L), n + 1);
-        break;
-      }
-    }
-  }
-  D->depth--;
-}
-
 /* Keys keep their type: strings, numbers (not NaN), true and false. */
 static void decode_key(Decoder *D) {
   skip_space(D);
@@ -522,24 +497,44 @@ static void decode_members(Decoder *D, int t) {
   } while (next_item(D, '}'));
 }
 
-static void decode_object(Decoder *D) {
-  int n = 0;
+/*
+** Replaces the n elements (or key-value pairs) on top of the stack by a
+** table, sized for 'size' of them, then decodes the rest straight into it.
+*/
+static void collect_and_go_on(Decoder *D, int object, int n) {
+  lua_Integer size;
+  if (object) {
+    collect_object(D->L, n, 2 * n);
+    decode_members(D, lua_gettop(D->L));
+    return;
+  }
+  size = n + elements_ahead(D, 3 * n);
+  collect_array(D->L, n, size < INT_MAX ? (int)size : INT_MAX);
+  decode_elements(D, lua_gettop(D->L), n + 1);
+}
+
+/*
+** An array or, when 'close' is '}', an object. The first BATCH entries
+** wait on the stack, so a small table is made at its exact size.
+*/
+static void decode_container(Decoder *D, char close) {
+  int object = close == '}', n = 0;
   enter_container(D);
-  if (D->p < D->end && *D->p == '}') {
+  if (D->p < D->end && *D->p == close) {
     D->p++;
     lua_createtable(D->L, 0, 0);
   } else {
     for (;;) {
-      decode_key(D);
+      if (object) decode_key(D);
       decode_value(D);
       n++;
-      if (!next_item(D, '}')) {
-        collect_object(D->L, n, n);
+      if (!next_item(D, close)) {
+        if (object) collect_object(D->L, n, n);
+        else collect_array(D->L, n, n);
         break;
       }
       if (n == BATCH) {
-        collect_object(D->L, n, 2 * n);
-        decode_members(D, lua_gettop(D->L));
+        collect_and_go_on(D, object, n);
         break;
       }
     }
@@ -556,10 +551,10 @@ static void decode_value(Decoder *D) {
       decode_string(D);
       break;
     case '[':
-      decode_array(D);
+      decode_container(D, ']');
       break;
     case '{':
-      decode_object(D);
+      decode_container(D, '}');
       break;
     case 't':
       match_word(D, "true");
