@@ -16,10 +16,11 @@ PAR_CFLAGS  = -std=c11 -D_GNU_SOURCE -Wall -Wextra -fPIC $(LUA_CFLAGS) -Iruntime
 # each function it is the first to call, in every worker again.
 LINK_NOW    = -Wl,-z,now
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_CC      = clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS)
 
 MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
-              runtime/spawn.c runtime/channel.c runtime/lpar.c
+              runtime/spawn.c runtime/channel.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
 HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
@@ -58,18 +59,18 @@ $(B)/codec_test: tests/codec_test.c $(MODULE_OBJ)
 
 $(B)/san/codec_test: tests/codec_test.c runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c
 	mkdir -p $(B)/san
-	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) $^ $(LUA_LIBS) -lm -ldl -o $@
+	$(SAN_CC) $^ $(LUA_LIBS) -lm -ldl -o $@
 
 # The host, module and all, built again with AddressSanitizer and UBSan.
 SAN_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/san/%.o) $(B)/san/lualib.o $(B)/san/host.o
 
 $(B)/san/%.o: runtime/%.c $(HEADERS)
 	@mkdir -p $(B)/san
-	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
+	$(SAN_CC) -c $< -o $@
 
 $(B)/san/lualib.o: $(B)/lualib.c
 	@mkdir -p $(B)/san
-	clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS) -c $< -o $@
+	$(SAN_CC) -c $< -o $@
 
 $(B)/san/parlua: $(SAN_OBJ)
 	clang $(SAN_FLAGS) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
@@ -82,6 +83,7 @@ $(B)/embed_test: tests/embed_test.c $(B)/libparlua.a runtime/parlua.h
 	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra -O1 -g $(LUA_CFLAGS) -Iruntime $< $(B)/libparlua.a $(LUA_LIBS) -lm -ldl -pthread -o $@
 
 check-c: $(B)/codec_test $(B)/san/codec_test $(B)/embed_test
+	$(LUA) scripts/layers.lua runtime
 	$(B)/codec_test
 	$(B)/san/codec_test
 	$(B)/embed_test

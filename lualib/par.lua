@@ -9,7 +9,9 @@ Error.__index = Error
 function Error:__tostring()
   local where = self.index and (" item " .. self.index) or ""
   local head
-  if self.kind == "error" then
+  if self.syscall then -- the message names the call: "cannot fork: ..."
+    head = ("%s:%s %s"):format(self.fn, where, self.message)
+  elseif self.kind == "error" then
     head = ("%s:%s failed: %s"):format(self.fn, where, self.message)
   else
     head = ("%s:%s %s: %s"):format(self.fn, where, self.kind, self.message)

@@ -8,8 +8,8 @@
 ** has sent a whole message or nothing. Nothing can be left torn or locked.
 **
 ** A datagram is a frame header (frame.h) followed by:
-**   MSG_INLINE  the value's codec text, when it fits in a datagram;
-**   MSG_MEMFD   padding only: the text is in a memfd passed with SCM_RIGHTS.
+**   FRAME_VALUE the value's codec text, when it fits in a datagram;
+**   FRAME_MEMFD   padding only: the text is in a memfd passed with SCM_RIGHTS.
 **
 ** close() is shutdown(SHUT_WR) of the sending socket, one kernel object
 ** shared by every process: later sends fail with EPIPE, blocked readers and
@@ -32,14 +32,11 @@
 #include "codec.h"
 #include "frame.h"
 #include "lpar.h"
-#include "pool.h"
+#include "lutil.h"
 #include "proc.h"
 
 #define CHANNEL_METATABLE "par.Channel"
 #define SCRATCH_METATABLE "par.ChannelScratch"
-
-#define MSG_INLINE 'V'
-#define MSG_MEMFD 'M'
 
 /* Values whose text is at most this long travel inside their datagram. */
 #define INLINE_MAX (64 * 1024)
@@ -69,7 +66,7 @@ typedef struct Channel {
 
 /* ---- put ---------------------------------------------------------------- */
 
-/* Sends msg (a MSG_INLINE frame too long for a datagram) in a memfd; *sig as proc_send_datagram's. */
+/* Sends msg (a FRAME_VALUE frame too long for a datagram) in a memfd; *sig as proc_send_datagram's. */
 static int send_in_memfd(Channel *ch, Buffer *msg, int *sig) {
   static char padding[INLINE_MAX]; /* zeros, in .bss rather than the binary */
   size_t len = msg->len - FRAME_HEADER;
@@ -80,7 +77,7 @@ static int send_in_memfd(Channel *ch, Buffer *msg, int *sig) {
   *sig = 0;
   fd = proc_memfd_with("par.channel", msg->data + FRAME_HEADER, len);
   if (fd < 0) return -1;
-  msg->data[0] = MSG_MEMFD; /* the header keeps the text's length */
+  msg->data[0] = FRAME_MEMFD; /* the header keeps the text's length */
   iov[0] = (struct iovec){msg->data, FRAME_HEADER};
   iov[1] = (struct iovec){(void *)padding, pad};
   /* the in-flight descriptors of a user are limited: wait for readers to take some */
@@ -110,7 +107,7 @@ static int channel_put(lua_State *L) {
   luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil (get returns nil for no message)");
   lua_settop(L, 2);
   msg = par_push_buffer(L);
-  if (frame_begin(msg, MSG_INLINE) != 0) return luaL_error(L, "par.channel: not enough memory");
+  if (frame_begin(msg, FRAME_VALUE) != 0) return luaL_error(L, "par.channel: not enough memory");
   if (codec_encode(L, 2, msg, "value", err, sizeof err) != 0) return luaL_argerror(L, 2, err);
   frame_finish(msg, 0);
   sent = send_message(ch, msg, &sig) == 0;
@@ -124,20 +121,6 @@ static int channel_put(lua_State *L) {
 }
 
 /* ---- get ---------------------------------------------------------------- */
-
-/*
-** Waits until fd may be readable (1) or the deadline (-1: none) passes (0).
-** A SIGINT or SIGTERM meanwhile raises an "interrupted" error.
-*/
-static int wait_readable(lua_State *L, int fd, int64_t deadline) {
-  struct pollfd p = {fd, POLLIN, 0};
-  int sig, ready = proc_poll(&p, 1, deadline, &sig);
-  if (sig != 0) {
-    par_push_interrupted(L, "par.channel", sig, "waiting in get");
-    lua_error(L);
-  }
-  return ready != 0; /* readable or an error: the receive that follows tells */
-}
 
 /* Replaces the datagram in 'in' by the text in the memfd fd, which it closes. */
 static void read_memfd(lua_State *L, Buffer *in, int fd, uint64_t len) {
@@ -158,11 +141,11 @@ static void read_memfd(lua_State *L, Buffer *in, int fd, uint64_t len) {
 static int push_message(lua_State *L, Buffer *in, size_t n, int fd) {
   char type = n >= FRAME_HEADER ? in->data[0] : 0;
   uint64_t len = n >= FRAME_HEADER ? frame_get64(in->data + 1) : 0;
-  if (type == MSG_INLINE && fd < 0 && len == n - FRAME_HEADER) {
+  if (type == FRAME_VALUE && fd < 0 && len == n - FRAME_HEADER) {
     codec_decode(L, in->data + FRAME_HEADER, (size_t)len);
     return 1;
   }
-  if (type == MSG_MEMFD && fd >= 0) {
+  if (type == FRAME_MEMFD && fd >= 0) {
     read_memfd(L, in, fd, len);
     codec_decode(L, in->data, (size_t)len);
     return 1;
@@ -203,7 +186,8 @@ static int channel_get(lua_State *L) {
     if (n == 0 && ++ends == 2) return push_no_message(L, "closed");
     if (n < 0 && errno != EAGAIN)
       return luaL_error(L, "par.channel: get failed: %s", strerror(errno));
-    if (n < 0 && !wait_readable(L, ch->recv_fd, deadline)) return push_no_message(L, "timeout");
+    if (n < 0 && !par_wait_readable(L, ch->recv_fd, deadline, "par.channel", "waiting in get"))
+      return push_no_message(L, "timeout");
   }
 }
 
@@ -248,8 +232,10 @@ int par_channel(lua_State *L) {
   int fds[2];
   ch->send_fd = ch->recv_fd = -1;
   par_set_class(L, CHANNEL_METATABLE, channel_methods, channel_gc, 0);
-  if (proc_seqpacket_pair(fds) != 0)
-    return luaL_error(L, "par.channel: cannot create a channel: %s", strerror(errno));
+  if (proc_seqpacket_pair(fds) != 0) {
+    par_push_syscall_error(L, "par.channel", "system", "socketpair");
+    return lua_error(L);
+  }
   ch->recv_fd = fds[0];
   ch->send_fd = fds[1];
   ch->datagram_max = size_queue(ch->send_fd);

@@ -1,6 +1,7 @@
 /*
 ** Framing: every message between processes is a 9-byte header (a type
 ** byte and a 64-bit little-endian payload length) followed by the payload.
+** Every frame type and the layout of its payload are named here.
 */
 #ifndef PARLUA_FRAME_H
 #define PARLUA_FRAME_H
@@ -12,6 +13,33 @@
 #include "buffer.h"
 
 #define FRAME_HEADER 9
+
+/*
+** Frame types. Each item a worker is given ends in exactly one outcome:
+** its result inside a FRAME_RESULTS, or one FRAME_ERROR; a crash is the
+** worker's end of file.
+*/
+enum FrameType {
+  FRAME_JOB = 'J',        /* parent to worker: run list items lo..hi */
+  FRAME_LAST_JOB = 'L',   /* the same, and then exit: no more work will come */
+  FRAME_ITEM = 'P',       /* parent to worker: run one encoded item */
+  FRAME_READY = 'O',      /* worker: its init ran; a death after it is not init's */
+  FRAME_RESULTS = 'R',    /* worker: the results of items lo .. lo+n-1 */
+  FRAME_ERROR = 'E',      /* worker: one item raised, or its result cannot travel */
+  FRAME_INIT_ERROR = 'I', /* worker: init raised; the worker exits */
+  FRAME_RETURNED = 'F',   /* par.spawn's child: the values fn returned */
+  FRAME_VALUE = 'V',      /* par.channel: a value's text in the datagram */
+  FRAME_MEMFD = 'M'       /* par.channel: the text in a memfd sent with it */
+};
+
+/* Byte offsets inside payloads: 64-bit integers, then JSON text to the end. */
+enum FrameLayout {
+  JOB_LO = 0, JOB_HI = 8, JOB_SIZE = 16,            /* FRAME_JOB, FRAME_LAST_JOB */
+  ITEM_ID = 0, ITEM_VALUE = 8,                      /* FRAME_ITEM: id, then the item */
+  RESULTS_LO = 0, RESULTS_NS = 8, RESULTS_LIST = 16, /* lo, elapsed ns, JSON array */
+  ERROR_INDEX = 0, ERROR_VALUE = 8,                 /* FRAME_ERROR, FRAME_INIT_ERROR */
+  RETURNED_COUNT = 0, RETURNED_LIST = 8             /* FRAME_RETURNED: count, JSON array */
+};
 /* Larger lengths mark a corrupt frame. Buffers grow as bytes arrive, so a
    lying header never allocates much more than what was actually sent. */
 #define FRAME_MAX ((uint64_t)16 << 30)

@@ -1,56 +1,8 @@
-/* The module's Lua-facing functions and the error values they raise. */
+/* The module's Lua-facing entry points, each in the file that owns it. */
 #ifndef PARLUA_LPAR_H
 #define PARLUA_LPAR_H
 
-#include <stdint.h>
-
 #include <lua.h>
-#include <lauxlib.h>
-
-#include "buffer.h"
-
-#define PAR_ERROR_METATABLE "par.Error"
-
-/*
-** Makes the table on top of the stack (with 'message' and maybe
-** 'traceback' and 'value') a par error: sets fn, index (unless 0) and kind,
-** and the metatable whose __tostring names all three.
-*/
-void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char *kind);
-
-/* Pushes a new par error whose message is formatted as by lua_pushfstring. */
-void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char *kind,
-                    const char *fmt, ...);
-
-/* Pushes fn's error of kind "interrupted": "got SIGINT while <doing>". */
-void par_push_interrupted(lua_State *L, const char *fn, int sig, const char *doing);
-
-/*
-** Raises a clear error if this process has other threads (forking it could
-** leave a worker stuck on a lock another thread held), unless the embedder
-** allowed it with parlua_allow_threads.
-*/
-void par_check_fork_safe(lua_State *L, const char *fn);
-
-/*
-** Reads an optional time-out in seconds at arg and returns its deadline on
-** the par_now_ns clock, or -1 for none (nil, or math.huge and the like).
-*/
-int64_t par_deadline(lua_State *L, int arg);
-
-/* Raises a bad argument error unless the value at arg can be called. */
-void par_check_callable(lua_State *L, int arg);
-
-/*
-** Gives the userdata on top of the stack the metatable 'name', made on
-** first use: methods (or NULL) as __index, 'release' as __gc and, when
-** 'closable', as __close too.
-*/
-void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
-                   lua_CFunction release, int closable);
-
-/* Pushes an empty Buffer marked to-be-closed: freed however the call ends. */
-Buffer *par_push_buffer(lua_State *L);
 
 int par_map(lua_State *L);     /* map.c */
 int par_queue(lua_State *L);   /* queue.c */

@@ -11,8 +11,10 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "dispatch.h"
 #include "frame.h"
 #include "lpar.h"
+#include "lutil.h"
 #include "options.h"
 #include "pool.h"
 #include "proc.h"
@@ -28,7 +30,7 @@ typedef struct Range {
   lua_Integer lo, hi;
 } Range;
 
-/* A worker's ranges in the order it will answer them. */
+/* A worker's ranges in the order it will answer them; r[0].lo is the next item to answer. */
 typedef struct Inflight {
   Range r[AHEAD];
   int count;
@@ -42,13 +44,12 @@ typedef struct MapRun {
   WorkerTask task;
   lua_Integer n;
   lua_Integer next;     /* first item not yet handed out */
-  lua_Integer done;     /* items with a result or an error */
+  lua_Integer done;     /* items with an outcome: a result or a final error */
   double item_ns;       /* estimated cost of one item, 0 until measured */
   int ahead;            /* ranges to keep queued per worker */
   Range *leftover;      /* ranges taken back from crashed workers */
   int leftovers, leftover_cap, leftover_slot;
   Inflight *inflight;   /* one per worker */
-  int64_t timeout_ns;   /* per item, 0 for none */
   int results, errors, attempts; /* stack indices */
   int probing;          /* the first worker is forked alone, the others wait */
   int started;          /* workers 0 .. started-1 have been forked */
@@ -58,18 +59,6 @@ typedef struct MapRun {
 static const char *const map_options[] = {
   "workers", "chunk", "on_error", "init", "timeout", "retries", NULL
 };
-
-/* How many times item i has been started so far. */
-static lua_Integer attempts_of(MapRun *m, lua_Integer i) {
-  lua_Integer n;
-  lua_rawgeti(m->L, m->attempts, i);
-  n = lua_isnil(m->L, -1) ? 1 : lua_tointeger(m->L, -1);
-  lua_pop(m->L, 1);
-  return n;
-}
-
-/* Whether failed item i gets another attempt; if so it is put back first in line. */
-static int retry(MapRun *m, lua_Integer i);
 
 static lua_Integer range_size(MapRun *m) {
   lua_Integer left = m->n - m->next + 1, fair, size;
@@ -103,16 +92,16 @@ static int all_handed_out(MapRun *m) {
 /* Sends worker k ranges, in one write, until it has 'depth' of them. */
 static void feed_to(MapRun *m, int k, int depth) {
   Inflight *q = &m->inflight[k];
-  char frames[AHEAD * (FRAME_HEADER + 16)];
+  char frames[AHEAD * (FRAME_HEADER + JOB_SIZE)];
   size_t len = 0;
   Range r;
   while (!q->last_sent && q->count < depth && next_range(m, &r)) {
     q->last_sent = all_handed_out(m);
     frames[len] = q->last_sent ? FRAME_LAST_JOB : FRAME_JOB;
-    frame_put64(frames + len + 1, 16);
-    frame_put64(frames + len + FRAME_HEADER, (uint64_t)r.lo);
-    frame_put64(frames + len + FRAME_HEADER + 8, (uint64_t)r.hi);
-    len += FRAME_HEADER + 16;
+    frame_put64(frames + len + 1, JOB_SIZE);
+    frame_put64(frames + len + FRAME_HEADER + JOB_LO, (uint64_t)r.lo);
+    frame_put64(frames + len + FRAME_HEADER + JOB_HI, (uint64_t)r.hi);
+    len += FRAME_HEADER + JOB_SIZE;
     q->r[q->count++] = r;
   }
   /* if it died, its end of file comes through pool_wait */
@@ -135,137 +124,6 @@ static void feed(MapRun *m, int k) {
   feed_to(m, k, queue_depth(m));
 }
 
-static void give_back(MapRun *m, Range r);
-
-static int retry(MapRun *m, lua_Integer i) {
-  lua_Integer attempts = attempts_of(m, i);
-  if (attempts > m->opts.retries) return 0;
-  lua_pushinteger(m->L, attempts + 1);
-  lua_rawseti(m->L, m->attempts, i);
-  give_back(m, (Range){i, i});
-  return 1;
-}
-
-/*
-** Forks worker k with its first range, if any is left, so that it starts
-** at once; a worker whose first range is its last gets no command socket.
-** Returns 0, or -1 (errno set) when fork fails.
-*/
-static int start_worker(MapRun *m, int k) {
-  Inflight *q = &m->inflight[k];
-  Range r = {0, 0};
-  q->count = 0;
-  q->last_sent = 0;
-  if (next_range(m, &r)) {
-    q->r[q->count++] = r;
-    q->last_sent = all_handed_out(m);
-  }
-  m->task.first_lo = r.lo;
-  m->task.first_hi = r.hi;
-  m->task.first_is_last = q->last_sent;
-  if (pool_start(m->L, m->pool, k, !q->last_sent, worker_main, &m->task) == 0) return 0;
-  if (q->count > 0) give_back(m, r); /* for a worker that did start */
-  q->count = 0;
-  return -1;
-}
-
-static int live_workers(MapRun *m) {
-  int k, n = 0;
-  for (k = 0; k < m->pool->size; k++) n += m->pool->workers[k].pid != 0;
-  return n;
-}
-
-/* Raises the error on top of the stack after stopping every worker. */
-static void fail(MapRun *m) {
-  pool_close(m->pool, 1);
-  lua_error(m->L);
-}
-
-static void fail_to_fork(MapRun *m) {
-  par_push_error(m->L, "par.map", 0, "fork", "cannot start a worker: %s", strerror(errno));
-  fail(m);
-}
-
-/* Replaces dead worker k when work is left; the others carry on if fork fails. */
-static void replace_worker(MapRun *m, int k) {
-  if (m->next > m->n && m->leftovers == 0) return;
-  if (start_worker(m, k) == 0) {
-    if (!m->probing) feed(m, k); /* after a probe, run() shares the work out */
-  } else if (live_workers(m) == 0) fail_to_fork(m);
-}
-
-/* Files the error on top of the stack for its item, or raises it. */
-static void item_failed(MapRun *m, lua_Integer index) {
-  lua_Integer attempts = attempts_of(m, index);
-  if (attempts > 1) {
-    lua_pushinteger(m->L, attempts);
-    lua_setfield(m->L, -2, "attempts");
-  }
-  if (!m->opts.collect) fail(m);
-  if (lua_isnil(m->L, m->errors)) {
-    lua_newtable(m->L);
-    lua_replace(m->L, m->errors);
-  }
-  lua_rawseti(m->L, m->errors, index);
-}
-
-static void fork_more_if_worth(MapRun *m);
-
-static void on_results(MapRun *m, int k, const char *payload, size_t len) {
-  Inflight *q = &m->inflight[k];
-  lua_Integer lo, count;
-  int64_t elapsed;
-  if (len < 16 || q->count == 0)
-    luaL_error(m->L, "par.map: unexpected results from worker %d", (int)m->pool->workers[k].pid);
-  lo = (lua_Integer)frame_get64(payload);
-  elapsed = (int64_t)frame_get64(payload + 8);
-  count = codec_decode_into(m->L, m->results, lo, payload + 16, len - 16);
-  if (lo != q->r[0].lo || count != q->r[0].hi - lo + 1)
-    luaL_error(m->L, "par.map: worker %d answered the wrong range", (int)m->pool->workers[k].pid);
-  m->done += count;
-  m->item_ns = m->item_ns > 0 ? (m->item_ns + (double)elapsed / count) / 2
-                              : (double)elapsed / count;
-  q->count--;
-  memmove(&q->r[0], &q->r[1], (size_t)q->count * sizeof(Range));
-  if (m->probing) return; /* after a probe, the work left is shared out */
-  if (m->started < m->pool->size) { /* items cost more than the probe saw: before k takes more */
-    int j = m->started;
-    fork_more_if_worth(m);
-    for (; j < m->started; j++)
-      if (m->pool->workers[j].pid != 0) feed(m, j);
-  }
-  feed(m, k);
-}
-
-static void on_error(MapRun *m, char type, const char *payload, size_t len) {
-  lua_Integer index;
-  if (len < 8) luaL_error(m->L, "par.map: short error message from a worker");
-  index = (lua_Integer)frame_get64(payload);
-  codec_decode(m->L, payload + 8, len - 8);
-  if (type == FRAME_INIT_ERROR) {
-    par_make_error(m->L, "par.map", 0, "init");
-    fail(m);
-  }
-  if (retry(m, index)) {
-    lua_pop(m->L, 1);
-    m->done--; /* its range still counts it when it comes back */
-    return;
-  }
-  par_make_error(m->L, "par.map", index, "error");
-  item_failed(m, index);
-}
-
-/* Which of its items a dead worker was running: the one it said, else its first one. */
-static lua_Integer crashed_item(MapRun *m, int k) {
-  Inflight *q = &m->inflight[k];
-  lua_Integer killed_for = m->pool->workers[k].killed_for;
-  lua_Integer item = killed_for ? killed_for : (lua_Integer)m->pool->progress[k].item;
-  int i;
-  for (i = 0; i < q->count; i++)
-    if (item >= q->r[i].lo && item <= q->r[i].hi) return item;
-  return killed_for ? 0 : q->r[0].lo;
-}
-
 /* Doubles the room for taken-back ranges; the memory is a userdata at a fixed slot. */
 static void grow_leftover(MapRun *m) {
   int cap = m->leftover_cap * 2 + AHEAD + 1;
@@ -282,19 +140,146 @@ static void give_back(MapRun *m, Range r) {
   m->leftover[m->leftovers++] = r;
 }
 
+/* Whether failed item i gets another attempt; if so it is put back first in line. */
+static int retry(MapRun *m, lua_Integer i) {
+  if (!dispatch_may_retry(m->L, m->attempts, i, m->opts.retries)) return 0;
+  give_back(m, (Range){i, i});
+  return 1;
+}
+
 /*
-** Puts a dead worker's range back. An error it sent for one of these
-** items came from a run whose results were lost: the item runs again, and
-** only that run's outcome counts.
+** Forks worker k with its first range, if any is left, so that it starts
+** at once; a worker whose first range is its last gets no command socket.
+** Returns NULL, or the system call that failed (errno set).
 */
-static void run_again(MapRun *m, Range r) {
-  lua_Integer i;
-  give_back(m, r);
-  if (lua_isnil(m->L, m->errors)) return;
-  for (i = r.lo; i <= r.hi; i++) {
-    lua_pushnil(m->L);
-    lua_rawseti(m->L, m->errors, i);
+static const char *start_worker(MapRun *m, int k) {
+  Inflight *q = &m->inflight[k];
+  Range r = {0, 0};
+  const char *failed;
+  q->count = 0;
+  q->last_sent = 0;
+  if (next_range(m, &r)) {
+    q->r[q->count++] = r;
+    q->last_sent = all_handed_out(m);
   }
+  m->task.first_lo = r.lo;
+  m->task.first_hi = r.hi;
+  m->task.first_is_last = q->last_sent;
+  failed = pool_start(m->L, m->pool, k, !q->last_sent, worker_main, &m->task);
+  if (failed == NULL) return NULL;
+  if (q->count > 0) give_back(m, r); /* for a worker that did start */
+  q->count = 0;
+  return failed;
+}
+
+/* Raises the error on top of the stack after stopping every worker. */
+static void fail(MapRun *m) {
+  pool_close(m->pool, 1);
+  lua_error(m->L);
+}
+
+static void fail_to_fork(MapRun *m, const char *syscall) {
+  par_push_syscall_error(m->L, "par.map", "fork", syscall);
+  fail(m);
+}
+
+/* Replaces dead worker k when work is left; the others carry on if fork fails. */
+static void replace_worker(MapRun *m, int k) {
+  const char *failed;
+  if (all_handed_out(m)) return;
+  failed = start_worker(m, k);
+  if (failed == NULL) {
+    if (!m->probing) feed(m, k); /* after a probe, run() shares the work out */
+  } else if (pool_live(m->pool) == 0) {
+    fail_to_fork(m, failed);
+  }
+}
+
+/* Item index's outcome is the error on top of the stack: files it, or raises it. */
+static void item_failed(MapRun *m, lua_Integer index) {
+  m->done++;
+  dispatch_note_attempts(m->L, m->attempts, index);
+  if (!m->opts.collect) fail(m);
+  if (lua_isnil(m->L, m->errors)) {
+    lua_newtable(m->L);
+    lua_replace(m->L, m->errors);
+  }
+  lua_rawseti(m->L, m->errors, index);
+}
+
+static void fork_more_if_worth(MapRun *m);
+
+/* Worker k answered 'count' items from the first it has in hand on. */
+static void answered(MapRun *m, int k, lua_Integer count) {
+  Inflight *q = &m->inflight[k];
+  q->r[0].lo += count;
+  if (q->r[0].lo <= q->r[0].hi) return;
+  q->count--;
+  memmove(&q->r[0], &q->r[1], (size_t)q->count * sizeof(Range));
+}
+
+/* Raises unless worker k's frame answers from the first item it has in hand. */
+static void check_answer(MapRun *m, int k, lua_Integer lo) {
+  Inflight *q = &m->inflight[k];
+  if (q->count == 0 || lo != q->r[0].lo)
+    luaL_error(m->L, "par.map: worker %d answered for items it does not have",
+               (int)m->pool->workers[k].pid);
+}
+
+/* After a frame from worker k: more work, and more workers if items cost more than the probe saw. */
+static void keep_going(MapRun *m, int k) {
+  if (m->probing) return; /* after a probe, the work left is shared out */
+  if (m->started < m->pool->size) { /* before k takes more */
+    int j = m->started;
+    fork_more_if_worth(m);
+    for (; j < m->started; j++)
+      if (m->pool->workers[j].pid != 0) feed(m, j);
+  }
+  feed(m, k);
+}
+
+static void on_results(MapRun *m, int k, const char *payload, size_t len) {
+  lua_Integer lo, count;
+  int64_t elapsed;
+  if (len < RESULTS_LIST)
+    luaL_error(m->L, "par.map: short results from worker %d", (int)m->pool->workers[k].pid);
+  lo = (lua_Integer)frame_get64(payload + RESULTS_LO);
+  elapsed = (int64_t)frame_get64(payload + RESULTS_NS);
+  check_answer(m, k, lo);
+  count = codec_decode_into(m->L, m->results, lo, payload + RESULTS_LIST, len - RESULTS_LIST);
+  if (count < 1 || lo + count - 1 > m->inflight[k].r[0].hi)
+    luaL_error(m->L, "par.map: worker %d answered the wrong range", (int)m->pool->workers[k].pid);
+  m->done += count;
+  m->item_ns = m->item_ns > 0 ? (m->item_ns + (double)elapsed / count) / 2
+                              : (double)elapsed / count;
+  answered(m, k, count);
+  keep_going(m, k);
+}
+
+static void on_error(MapRun *m, int k, char type, const char *payload, size_t len) {
+  lua_Integer index = dispatch_decode_error(m->L, "par.map", payload, len);
+  if (type == FRAME_INIT_ERROR) {
+    par_make_error(m->L, "par.map", 0, "init");
+    fail(m);
+  }
+  check_answer(m, k, index);
+  answered(m, k, 1);
+  if (retry(m, index)) {
+    lua_pop(m->L, 1);
+  } else {
+    par_make_error(m->L, "par.map", index, "error");
+    item_failed(m, index);
+  }
+  keep_going(m, k);
+}
+
+/* Whether dead worker k (the context) had item i in hand. */
+static int holds(void *ctx, lua_Integer i) {
+  Inflight *q = ctx;
+  int j;
+  for (j = 0; j < q->count; j++)
+    if (i >= q->r[j].lo && i <= q->r[j].hi) return 1;
+  return 0;
 }
 
 /* Hands the unanswered items of a dead worker, all but 'crashed', to others. */
@@ -304,51 +289,23 @@ static void take_back(MapRun *m, int k, lua_Integer crashed) {
   for (i = q->count - 1; i >= 0; i--) {
     Range r = q->r[i];
     if (crashed < r.lo || crashed > r.hi) {
-      run_again(m, r);
+      give_back(m, r);
       continue;
     }
-    if (crashed < r.hi) run_again(m, (Range){crashed + 1, r.hi});
-    if (r.lo < crashed) run_again(m, (Range){r.lo, crashed - 1});
+    if (crashed < r.hi) give_back(m, (Range){crashed + 1, r.hi});
+    if (r.lo < crashed) give_back(m, (Range){r.lo, crashed - 1});
   }
   q->count = 0;
 }
 
-/* Pushes the error of an item whose worker died or was killed for its time-out. */
-static void push_death_error(MapRun *m, int k, lua_Integer item) {
-  Worker *w = &m->pool->workers[k];
-  char how[64];
-  if (w->killed_for == item) {
-    par_push_error(m->L, "par.map", item, "timeout", "item %I ran longer than %f s; worker %d killed",
-                   item, (lua_Number)m->opts.timeout, (int)w->last_pid);
-    return;
-  }
-  proc_describe_status(w->status, how, sizeof how);
-  par_push_error(m->L, "par.map", item, "crash", "worker %d %s while running item %I",
-                 (int)w->last_pid, how, item);
-}
-
 static void on_death(MapRun *m, int k) {
-  Worker *w = &m->pool->workers[k];
+  Inflight *q = &m->inflight[k];
   lua_Integer item;
-  if (m->task.init != 0 && !w->ready) {
-    char how[64];
-    proc_describe_status(w->status, how, sizeof how);
-    par_push_error(m->L, "par.map", 0, "init", "worker %d %s while running init", (int)w->last_pid, how);
-    fail(m);
-  }
-  if (m->inflight[k].count == 0) {
-    replace_worker(m, k);
-    return;
-  }
-  item = crashed_item(m, k);
+  if (dispatch_init_died(m->L, m->pool, k, m->task.init != 0)) fail(m);
+  item = q->count > 0 ? dispatch_blame(m->pool, k, holds, q, q->r[0].lo) : 0;
   take_back(m, k, item);
-  if (item != 0 && retry(m, item)) {
-    replace_worker(m, k); /* a fresh worker takes the item first */
-    return;
-  }
-  if (item != 0) {
-    push_death_error(m, k, item);
-    m->done++;
+  if (item != 0 && !retry(m, item)) { /* a retry goes first to the fresh worker */
+    dispatch_push_death(m->L, m->pool, k, item, item);
     item_failed(m, item);
   }
   replace_worker(m, k);
@@ -399,7 +356,7 @@ static void on_event(MapRun *m, const PoolEvent *ev) {
   if (ev->kind == POOL_FRAME && ev->type == FRAME_RESULTS)
     on_results(m, ev->worker, ev->payload, ev->len);
   else if (ev->kind == POOL_FRAME)
-    on_error(m, ev->type, ev->payload, ev->len);
+    on_error(m, ev->worker, ev->type, ev->payload, ev->len);
   else if (ev->kind == POOL_EXIT)
     on_death(m, ev->worker);
   else if (ev->kind == POOL_INTERRUPT)
@@ -456,39 +413,13 @@ static void fork_more_if_worth(MapRun *m) {
 */
 static void start_workers(MapRun *m) {
   int64_t start = par_now_ns();
-  if (start_worker(m, 0) != 0) fail_to_fork(m);
+  const char *failed = start_worker(m, 0);
+  if (failed != NULL) fail_to_fork(m, failed);
   m->started = 1;
   m->fork_ns = par_now_ns() - start;
   if (m->pool->size == 1) return;
   probe(m, m->fork_ns);
   fork_more_if_worth(m);
-}
-
-/*
-** An item that ran twice (a retry, and its range run again after a crash)
-** may have failed once and succeeded once: its result stands. 'errors'
-** becomes nil when no error is left.
-*/
-static void drop_errors_with_results(MapRun *m) {
-  lua_State *L = m->L;
-  if (lua_isnil(L, m->errors)) return;
-  lua_pushnil(L);
-  while (lua_next(L, m->errors) != 0) {
-    lua_Integer i = lua_tointeger(L, -2);
-    lua_pop(L, 1);
-    if (lua_rawgeti(L, m->results, i) != LUA_TNIL) { /* clearing a field keeps lua_next valid */
-      lua_pushnil(L);
-      lua_rawseti(L, m->errors, i);
-    }
-    lua_pop(L, 1);
-  }
-  lua_pushnil(L);
-  if (lua_next(L, m->errors) != 0) {
-    lua_pop(L, 2);
-    return;
-  }
-  lua_pushnil(L);
-  lua_replace(L, m->errors);
 }
 
 static void run(MapRun *m) {
@@ -501,9 +432,9 @@ static void run(MapRun *m) {
       if (m->pool->workers[k].pid != 0) feed_to(m, k, depth);
   while (m->done < m->n) {
     PoolEvent ev;
-    pool_wait(m->L, m->pool, pool_until_overdue(m->pool, m->timeout_ns), &ev);
+    pool_wait(m->L, m->pool, pool_until_overdue(m->pool), &ev);
     on_event(m, &ev);
-    pool_kill_overdue(m->pool, m->timeout_ns);
+    pool_kill_overdue(m->pool);
   }
   pool_close(m->pool, 0);
 }
@@ -535,17 +466,16 @@ int par_map(lua_State *L) {
   m.n = n;
   m.next = 1;
   m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
-  m.timeout_ns = (int64_t)(m.opts.timeout * 1e9);
-  m.task = (WorkerTask){1, 2, m.opts.init, m.timeout_ns > 0, 0, 0, 0};
+  m.task = (WorkerTask){1, 2, m.opts.init, m.opts.timeout > 0, 0, 0, 0};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);
   lua_pushnil(L);
   m.leftover_slot = lua_gettop(L);
-  m.pool = pool_new(L, size);
+  m.pool = pool_new(L, "par.map", size);
+  m.pool->timeout_ns = (int64_t)(m.opts.timeout * 1e9);
   lua_toclose(L, -1);
   run(&m);
   lua_pushvalue(L, m.results);
   if (!m.opts.collect) return 1;
-  drop_errors_with_results(&m);
   lua_pushvalue(L, m.errors);
   return 2;
 }

@@ -4,7 +4,7 @@
 
 #include "cpus.h"
 #include "options.h"
-#include "worker.h"
+#include "proc.h"
 
 static int is_allowed(const char *name, const char *const allowed[]) {
   int i;
@@ -26,7 +26,7 @@ static lua_Integer check_count(lua_State *L, int arg, const char *name, lua_Inte
 static void read_option(lua_State *L, int arg, const char *name, ParOptions *o) {
   if (strcmp(name, "workers") == 0) {
     lua_Integer n = check_count(L, arg, name, 1);
-    o->workers = n > 4096 ? 4096 : (int)n;
+    o->workers = n > OPTIONS_MAX_WORKERS ? OPTIONS_MAX_WORKERS : (int)n;
   } else if (strcmp(name, "chunk") == 0) {
     o->chunk = check_count(L, arg, name, 1);
   } else if (strcmp(name, "on_error") == 0) {
@@ -77,5 +77,5 @@ void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions
 }
 
 int options_default_workers(void) {
-  return worker_depth > 0 ? 1 : cpus_available();
+  return proc_is_forked() ? 1 : cpus_available();
 }

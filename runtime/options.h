@@ -4,6 +4,9 @@
 
 #include <lua.h>
 
+/* More workers than this are asked for as this many. */
+#define OPTIONS_MAX_WORKERS 4096
+
 typedef struct ParOptions {
   int workers;       /* 0: the default for this call */
   lua_Integer chunk; /* 0: automatic */
@@ -22,7 +25,7 @@ typedef struct ParOptions {
 */
 void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions *o);
 
-/* The worker count when none was asked for: the CPUs here, or 1 inside a worker. */
+/* The worker count when none was asked for: the CPUs here, or 1 in any process par forked. */
 int options_default_workers(void);
 
 #endif

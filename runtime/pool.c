@@ -7,10 +7,9 @@
 #include <lauxlib.h>
 
 #include "cpus.h"
-#include "lpar.h"
+#include "lutil.h"
 #include "pool.h"
 #include "proc.h"
-#include "worker.h"
 
 #define POOL_METATABLE "par.Pool"
 
@@ -82,75 +81,66 @@ static int pool_gc(lua_State *L) {
   return 0;
 }
 
-Pool *pool_new(lua_State *L, int size) {
+Pool *pool_new(lua_State *L, const char *fn, int size) {
   size_t n = (size_t)size;
   size_t bytes = sizeof(Pool) + n * (sizeof(Worker) + sizeof(struct pollfd) + sizeof(int));
   Pool *p = lua_newuserdatauv(L, bytes, 0);
   memset(p, 0, bytes);
+  p->fn = fn;
   p->size = size;
   p->owner = getpid();
-  p->spare_cpus = worker_depth > 0 ? 0 : cpus_usable(); /* a worker's siblings use the others */
+  p->spare_cpus = proc_is_forked() ? 0 : cpus_usable(); /* a worker's siblings use the others */
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
   p->polled = (int *)(p->fds + n);
   par_set_class(L, POOL_METATABLE, NULL, pool_gc, 1);
   p->progress = take_progress(size);
-  if (p->progress == NULL) luaL_error(L, "cannot map worker progress: %s", strerror(errno));
+  if (p->progress == NULL) {
+    par_push_syscall_error(L, fn, "system", "mmap");
+    lua_error(L);
+  }
   return p;
 }
 
-/* Makes the result pipe of a new worker and, if it takes commands, its command socket. */
-static int open_channels(int cmd[2], int res[2], int commands) {
-  cmd[0] = cmd[1] = -1;
-  if (commands && proc_socketpair(cmd) != 0) return -1;
-  if (proc_pipe(res) != 0) {
-    if (commands) {
-      close(cmd[0]);
-      close(cmd[1]);
-    }
-    return -1;
-  }
-  if ((commands && proc_keep_private(cmd[0]) != 0) || proc_keep_private(res[0]) != 0) {
-    if (commands) proc_close(cmd[0]);
-    proc_close(res[0]);
-    if (commands) close(cmd[1]);
-    close(res[1]);
-    errno = ENOMEM;
-    return -1;
-  }
-  return 0;
-}
-
-int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg) {
+const char *pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg) {
   Worker *w = &p->workers[k];
-  int cmd[2], res[2];
+  ProcLink cmd = PROC_LINK_CLOSED, res;
+  const char *failed = proc_link_open(&res, PROC_RESULTS);
   pid_t pid;
-  if (open_channels(cmd, res, commands) != 0) return -1;
+  if (failed == NULL && commands) failed = proc_link_open(&cmd, PROC_COMMANDS);
+  if (failed != NULL) {
+    proc_link_close(&res);
+    return failed;
+  }
   /* cleared before the fork: cleared after, it could wipe out the first
      item the worker already marked, which a time-out would then never see */
   p->progress[k].item = 0;
   pid = proc_fork();
   if (pid == 0) {
-    main(L, cmd[1], res[1], &p->progress[k], arg);
+    main(L, cmd.child, res.child, &p->progress[k], arg);
     proc_exit(0); /* not reached: main ends the process */
   }
-  if (commands) close(cmd[1]);
-  close(res[1]);
+  proc_link_close_child(&cmd);
+  proc_link_close_child(&res);
   if (pid < 0) {
-    int saved = errno;
-    if (commands) proc_close(cmd[0]);
-    proc_close(res[0]);
-    errno = saved;
-    return -1;
+    proc_link_close(&cmd);
+    proc_link_close(&res);
+    return "fork";
   }
   w->pid = w->last_pid = pid;
-  w->cmd = cmd[0];
-  w->res = res[0];
+  w->cmd = cmd.parent;
+  w->res = res.parent;
   w->status = 0;
   w->ready = 0;
   w->killed_for = 0;
   w->in.buf.len = w->in.pos = 0;
-  return 0;
+  return NULL;
+}
+
+int pool_live(const Pool *p) {
+  int k, n = 0;
+  for (k = 0; k < p->size; k++) n += p->workers[k].pid != 0;
+  return n;
 }
 
 int pool_sendv(Pool *p, int k, struct iovec *frames, int count) {
@@ -164,8 +154,8 @@ static int64_t running_item(Pool *p, int k) {
   return p->progress[k].item;
 }
 
-int pool_until_overdue(Pool *p, int64_t timeout_ns) {
-  int64_t now = par_now_ns(), first = -1;
+int pool_until_overdue(Pool *p) {
+  int64_t now = par_now_ns(), first = -1, timeout_ns = p->timeout_ns;
   int k;
   if (timeout_ns == 0) return -1;
   for (k = 0; k < p->size; k++) {
@@ -178,8 +168,8 @@ int pool_until_overdue(Pool *p, int64_t timeout_ns) {
   return first <= now ? 0 : (int)((first - now + 999999) / 1000000);
 }
 
-void pool_kill_overdue(Pool *p, int64_t timeout_ns) {
-  int64_t now = par_now_ns();
+void pool_kill_overdue(Pool *p) {
+  int64_t now = par_now_ns(), timeout_ns = p->timeout_ns;
   int k;
   if (timeout_ns == 0) return;
   for (k = 0; k < p->size; k++) {
@@ -225,7 +215,7 @@ static int take_frame(lua_State *L, Pool *p, int k, PoolEvent *ev) {
   char err[128];
   for (;;) {
     int took = reader_take(&w->in, &ev->type, &ev->payload, &ev->len, err, sizeof err);
-    if (took < 0) luaL_error(L, "bad frame from worker %d: %s", (int)w->pid, err);
+    if (took < 0) luaL_error(L, "%s: bad frame from worker %d: %s", p->fn, (int)w->pid, err);
     if (took == 0) return 0;
     if (ev->type != FRAME_READY) break;
     w->ready = 1;
@@ -306,7 +296,10 @@ void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev) {
       ev->worker = sig;
       return;
     }
-    if (ready < 0) luaL_error(L, "par: cannot wait for workers: %s", strerror(errno));
+    if (ready < 0) {
+      par_push_syscall_error(L, p->fn, "system", "poll");
+      lua_error(L);
+    }
     if (ready == 0) return;
     for (k = 0; k < n; k++) {
       if (p->fds[k].revents == 0) continue;

@@ -43,9 +43,11 @@ typedef void (*WorkerMain)(lua_State *L, int cmd, int res, Progress *progress,
                            void *arg);
 
 typedef struct Pool {
+  const char *fn;     /* the function whose workers these are, for errors */
   int size;
   pid_t owner;        /* the process that made it */
   int spare_cpus;     /* CPUs its parent may spin on while fewer workers run */
+  int64_t timeout_ns; /* an item running longer gets its worker killed; 0: none */
   Progress *progress; /* shared with the workers, one slot each */
   Worker *workers;    /* these three arrays have 'size' entries */
   struct pollfd *fds;
@@ -53,9 +55,6 @@ typedef struct Pool {
 } Pool;
 
 enum PoolEventKind { POOL_FRAME, POOL_EXIT, POOL_TIMEOUT, POOL_INTERRUPT };
-
-/* Sent by a worker once its init has run, so a death before it is init's fault. */
-#define FRAME_READY 'O'
 
 typedef struct PoolEvent {
   enum PoolEventKind kind;
@@ -65,15 +64,22 @@ typedef struct PoolEvent {
   size_t len;
 } PoolEvent;
 
-/* Pushes a new pool userdata with room for 'size' workers, none started. */
-Pool *pool_new(lua_State *L, int size);
+/*
+** Pushes a new pool userdata with room for 'size' workers, none started,
+** for the function 'fn' (a string that outlives the pool).
+*/
+Pool *pool_new(lua_State *L, const char *fn, int size);
 
 /*
 ** Forks worker k to run main(L, ..., arg); with 'commands' 0 it gets no
 ** command socket (main sees cmd -1): all it will do came through the
-** fork. Returns 0, or -1 with errno.
+** fork. Returns NULL, or the name of the system call that failed with
+** errno set.
 */
-int pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg);
+const char *pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain main, void *arg);
+
+/* How many workers are running. */
+int pool_live(const Pool *p);
 
 /* Sends whole frames to worker k in one write; returns 0, or -1 when it is gone. */
 int pool_sendv(Pool *p, int k, struct iovec *frames, int count);
@@ -88,11 +94,11 @@ void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev);
 /* The same, until 'deadline' (par_now_ns() time; -1: no limit). */
 void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev);
 
-/* Milliseconds until the first running item overstays timeout_ns; -1 when timeout_ns is 0. */
-int pool_until_overdue(Pool *p, int64_t timeout_ns);
+/* Milliseconds until the first running item overstays the time-out; -1 without one. */
+int pool_until_overdue(Pool *p);
 
-/* SIGKILLs every worker whose item has run timeout_ns or more, noting it in killed_for. */
-void pool_kill_overdue(Pool *p, int64_t timeout_ns);
+/* SIGKILLs every worker whose item has overstayed the time-out, noting it in killed_for. */
+void pool_kill_overdue(Pool *p);
 
 /*
 ** Closes the parent's end of worker k's command socket: a worker that has

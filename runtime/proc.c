@@ -166,14 +166,46 @@ void proc_exit(int status) {
   _exit(status);
 }
 
-int proc_socketpair(int fds[2]) {
-  return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds);
+int proc_is_forked(void) {
+  return forked_by_par;
 }
 
-int proc_pipe(int fds[2]) {
-  if (pipe2(fds, O_CLOEXEC) != 0) return -1;
+/* Makes the pair of descriptors of a link; returns NULL or the failed call. */
+static const char *open_pair(int fds[2], enum ProcLinkKind kind) {
+  if (kind == PROC_COMMANDS)
+    return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) == 0 ? NULL : "socketpair";
+  if (pipe2(fds, O_CLOEXEC) != 0) return "pipe";
   fcntl(fds[1], F_SETPIPE_SZ, 1 << 20); /* fewer wake-ups for big results; best effort */
-  return 0;
+  return NULL;
+}
+
+const char *proc_link_open(ProcLink *link, enum ProcLinkKind kind) {
+  int fds[2];
+  const char *failed = open_pair(fds, kind);
+  *link = PROC_LINK_CLOSED;
+  if (failed != NULL) return failed;
+  /* a pipe's read end is [0]; for a socket pair either end will do */
+  link->parent = fds[0];
+  link->child = fds[1];
+  if (proc_keep_private(link->parent) != 0) {
+    proc_link_close(link);
+    errno = ENOMEM;
+    return "malloc";
+  }
+  return NULL;
+}
+
+void proc_link_close_child(ProcLink *link) {
+  if (link->child >= 0) close(link->child);
+  link->child = -1;
+}
+
+void proc_link_close(ProcLink *link) {
+  int saved = errno; /* closing on an error path keeps the error's errno */
+  if (link->parent >= 0) proc_close(link->parent);
+  link->parent = -1;
+  proc_link_close_child(link);
+  errno = saved;
 }
 
 ssize_t proc_read(int fd, void *buf, size_t n) {

@@ -24,11 +24,36 @@ pid_t proc_fork(void);
 /* Ends a child: flushes stdio and calls _exit, so no finalizer of the parent runs. */
 void proc_exit(int status) __attribute__((noreturn));
 
-/* A connected close-on-exec socket pair; returns 0 or -1 with errno set. */
-int proc_socketpair(int fds[2]);
+/* True in every process par forked (a worker, a spawned process, their children). */
+int proc_is_forked(void);
 
-/* A close-on-exec pipe with a large buffer; returns 0 or -1 with errno set. */
-int proc_pipe(int fds[2]);
+/*
+** The two ends of a channel between a parent and a child it is about to
+** fork; -1 for an end that is closed.
+*/
+typedef struct ProcLink {
+  int parent, child;
+} ProcLink;
+
+#define PROC_LINK_CLOSED ((ProcLink){-1, -1})
+
+enum ProcLinkKind {
+  PROC_RESULTS, /* a pipe with a large buffer, the child writing */
+  PROC_COMMANDS /* a stream socket pair, the parent writing */
+};
+
+/*
+** Opens a close-on-exec link whose parent end is private (below). Returns
+** NULL, or the name of the system call that failed with errno set; then
+** nothing is left open.
+*/
+const char *proc_link_open(ProcLink *link, enum ProcLinkKind kind);
+
+/* Closes the ends still open; closing again does nothing. */
+void proc_link_close(ProcLink *link);
+
+/* In the parent once the child is forked: closes the child's end. */
+void proc_link_close_child(ProcLink *link);
 
 /*
 ** Marks fd as this process's own: every child forked later closes it

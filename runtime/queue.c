@@ -17,8 +17,10 @@
 
 #include "buffer.h"
 #include "codec.h"
+#include "dispatch.h"
 #include "frame.h"
 #include "lpar.h"
+#include "lutil.h"
 #include "options.h"
 #include "pool.h"
 #include "proc.h"
@@ -35,10 +37,8 @@ enum {
   UV_RESULTS,  /* id -> result, until popped */
   UV_DONE,     /* id -> true or its error, from its results until popped */
   UV_FAILURE,  /* an init error: the queue is dead */
-  UV_NAME,     /* the name errors give: "par.queue", or "par.imap" for imap */
   UV_ATTEMPTS, /* id -> times started, for items that failed and run again */
-  UV_ERRORS,   /* id -> its error, until its results come (then UV_DONE) */
-  UV_COUNT = UV_ERRORS
+  UV_COUNT = UV_ATTEMPTS
 };
 
 /* An item between push and its result. Slots are numbered from 1. */
@@ -61,7 +61,6 @@ typedef struct Queue {
   lua_Integer pushed, popped;   /* counts; ids are 1..pushed */
   lua_Integer running;          /* pushed and not finished */
   lua_Integer next_in_order;    /* ordered queues: the id pop returns next */
-  int64_t timeout_ns;           /* per item, 0 for none */
   lua_Integer retries;
   Slot *slots;
   int slot_count;
@@ -72,6 +71,7 @@ typedef struct Queue {
   lua_Integer *sent;            /* AHEAD slots per worker, oldest first */
   int *sent_count;
   int *sent_before;             /* dispatch's scratch: sent_count before it */
+  int dead;                     /* on_death's worker, for holds() */
 } Queue;
 
 static const char *const queue_options[] = {
@@ -174,7 +174,7 @@ static lua_Integer take_slot(lua_State *L, Queue *q, lua_Integer id) {
   frame = slot->frame; /* swap: the slot's old buffer becomes the next scratch */
   slot->frame = q->scratch;
   q->scratch = frame;
-  frame_put64(slot->frame.data + FRAME_HEADER, (uint64_t)s);
+  frame_put64(slot->frame.data + FRAME_HEADER + ITEM_ID, (uint64_t)s);
   return s;
 }
 
@@ -193,38 +193,19 @@ static void free_queue_memory(Queue *q) {
   memset(&q->ready, 0, sizeof q->ready);
 }
 
-/* The name errors give; kept alive by the queue's user value. */
-static const char *queue_name(lua_State *L) {
-  const char *name;
-  get_uv(L, UV_NAME);
-  name = lua_tostring(L, -1);
-  lua_pop(L, 1);
-  return name;
-}
-
-/* Forks worker k; returns 0, or -1 (errno set) when fork fails. */
-static int start_worker(lua_State *L, Queue *q, int k) {
-  WorkerTask task = {0, 0, 0, q->timeout_ns > 0, 0, 0, 0};
-  int top = lua_gettop(L), status;
+/* Forks worker k; returns NULL, or the system call that failed (errno set). */
+static const char *start_worker(lua_State *L, Queue *q, int k) {
+  WorkerTask task = {0, 0, 0, q->pool->timeout_ns > 0, 0, 0, 0};
+  int top = lua_gettop(L);
+  const char *failed;
   get_uv(L, UV_FN);
   task.fn = lua_gettop(L);
   get_uv(L, UV_INIT);
   if (!lua_isnil(L, -1)) task.init = lua_gettop(L);
   q->sent_count[k] = 0;
-  status = pool_start(L, q->pool, k, 1, worker_main, &task);
+  failed = pool_start(L, q->pool, k, 1, worker_main, &task);
   lua_settop(L, top);
-  return status;
-}
-
-static int live_workers(Queue *q) {
-  int k, n = 0;
-  for (k = 0; k < q->pool->size; k++) n += q->pool->workers[k].pid != 0;
-  return n;
-}
-
-/* Pushes the error of a queue that could not start any worker. */
-static void push_fork_error(lua_State *L) {
-  par_push_error(L, queue_name(L), 0, "fork", "cannot start a worker: %s", strerror(errno));
+  return failed;
 }
 
 /* Sends worker k its items sent[from..], in one write. */
@@ -273,17 +254,10 @@ static void unsend(Queue *q, int k, lua_Integer s) {
   }
 }
 
-/* Marks the item in slot s finished: its result (or error) waits to be popped, the slot is free. */
+/* Marks the item in slot s finished with the outcome on top (true or its error): it waits to be popped. */
 static void finish(lua_State *L, Queue *q, lua_Integer s) {
   lua_Integer id = slot_of(q, s)->id;
-  get_uv(L, UV_ERRORS);
-  if (lua_rawgeti(L, -1, id) == LUA_TNIL) {
-    lua_pop(L, 1);
-    lua_pushboolean(L, 1);
-  }
   set_in(L, UV_DONE, id);
-  lua_pop(L, 1);
-  clear_in(L, UV_ERRORS, id);
   slot_of(q, s)->id = 0;
   ring_push(L, &q->free_slots, s);
   q->running--;
@@ -295,70 +269,47 @@ static void requeue(lua_State *L, Queue *q, lua_Integer s) {
   ring_push_front(L, &q->backlog, s);
 }
 
-/* How many times id has been started so far; negative while a retry waits for its failed result. */
-static lua_Integer attempts_of(lua_State *L, lua_Integer id) {
-  lua_Integer n;
-  get_uv(L, UV_ATTEMPTS);
-  lua_rawgeti(L, -1, id);
-  n = lua_isnil(L, -1) ? 1 : lua_tointeger(L, -1);
-  lua_pop(L, 2);
-  return n;
-}
-
 /* Whether failed item id runs again; counts the attempt. */
 static int may_retry(lua_State *L, Queue *q, lua_Integer id) {
-  lua_Integer attempts = attempts_of(L, id);
-  if (attempts < 0) attempts = -attempts;
-  if (attempts > q->retries) return 0;
-  lua_pushinteger(L, attempts + 1);
-  set_in(L, UV_ATTEMPTS, id);
-  return 1;
+  int again;
+  get_uv(L, UV_ATTEMPTS);
+  again = dispatch_may_retry(L, lua_gettop(L), id, q->retries);
+  lua_pop(L, 1);
+  return again;
 }
 
-/* Clears the mark of a retry waiting for its failed result. */
-static void end_retry_wait(lua_State *L, lua_Integer id) {
-  lua_Integer attempts = attempts_of(L, id);
-  if (attempts >= 0) return;
-  lua_pushinteger(L, -attempts);
-  set_in(L, UV_ATTEMPTS, id);
-}
-
-/*
-** Files the error on top of the stack for id, with its attempts. It is
-** id's outcome once its results frame comes (finish): should the worker
-** die first, the item runs again and the error is dropped.
-*/
-static void file_error(lua_State *L, lua_Integer id) {
-  lua_Integer attempts = attempts_of(L, id);
-  if (attempts < 0) attempts = -attempts;
-  if (attempts > 1) {
-    lua_pushinteger(L, attempts);
-    lua_setfield(L, -2, "attempts");
+/* Item id in slot s failed with the error on top: it runs again, or that is its outcome. */
+static void item_failed(lua_State *L, Queue *q, lua_Integer s) {
+  lua_Integer id = slot_of(q, s)->id;
+  if (may_retry(L, q, id)) {
+    lua_pop(L, 1);
+    requeue(L, q, s); /* first in line */
+    return;
   }
-  set_in(L, UV_ERRORS, id);
+  get_uv(L, UV_ATTEMPTS);
+  lua_insert(L, -2);
+  dispatch_note_attempts(L, -2, id);
+  lua_remove(L, -2);
+  finish(L, q, s);
 }
 
 /* The slot a worker's frame names, checked. */
-static lua_Integer named_slot(lua_State *L, Queue *q, const char *payload, size_t len, size_t least) {
-  lua_Integer s;
-  if (len < least) luaL_error(L, "par.queue: short message from a worker");
-  s = (lua_Integer)frame_get64(payload);
+static lua_Integer named_slot(lua_State *L, Queue *q, lua_Integer s) {
   if (s < 1 || s > q->slot_count || slot_of(q, s)->id == 0)
     luaL_error(L, "par.queue: a worker answered for an item it does not have");
   return s;
 }
 
 static void on_results(lua_State *L, Queue *q, int k, const char *payload, size_t len) {
-  lua_Integer s = named_slot(L, q, payload, len, 16), id = slot_of(q, s)->id;
+  lua_Integer s, id;
+  if (len < RESULTS_LIST) luaL_error(L, "par.queue: short message from a worker");
+  s = named_slot(L, q, (lua_Integer)frame_get64(payload + RESULTS_LO));
+  id = slot_of(q, s)->id;
   unsend(q, k, s);
-  if (attempts_of(L, id) < 0) { /* it failed and runs again */
-    end_retry_wait(L, id);
-    requeue(L, q, s);
-    return;
-  }
   get_uv(L, UV_RESULTS);
-  codec_decode_into(L, lua_gettop(L), id, payload + 16, len - 16);
+  codec_decode_into(L, lua_gettop(L), id, payload + RESULTS_LIST, len - RESULTS_LIST);
   lua_pop(L, 1);
+  lua_pushboolean(L, 1);
   finish(L, q, s);
 }
 
@@ -369,83 +320,51 @@ static void kill_queue(lua_State *L, Queue *q) {
   q->stopped = 1;
 }
 
-static void on_error(lua_State *L, Queue *q, char type, const char *payload, size_t len) {
-  lua_Integer id;
+static void on_error(lua_State *L, Queue *q, int k, char type, const char *payload, size_t len) {
+  lua_Integer s = dispatch_decode_error(L, q->pool->fn, payload, len);
   if (type == FRAME_INIT_ERROR) {
-    if (len < 8) luaL_error(L, "par.queue: short message from a worker");
-    codec_decode(L, payload + 8, len - 8);
-    par_make_error(L, queue_name(L), 0, "init");
+    par_make_error(L, q->pool->fn, 0, "init");
     kill_queue(L, q);
     return;
   }
-  id = slot_of(q, named_slot(L, q, payload, len, 8))->id;
-  codec_decode(L, payload + 8, len - 8);
-  if (may_retry(L, q, id)) { /* marked (negative) until its result frame comes */
-    lua_pop(L, 1);
-    lua_pushinteger(L, -attempts_of(L, id));
-    set_in(L, UV_ATTEMPTS, id);
-    return;
-  }
-  par_make_error(L, queue_name(L), id, "error");
-  file_error(L, id);
+  named_slot(L, q, s);
+  unsend(q, k, s);
+  par_make_error(L, q->pool->fn, slot_of(q, s)->id, "error");
+  item_failed(L, q, s);
 }
 
-/* The slot a dead worker was running: the one it was killed for or said, else its oldest. */
-static lua_Integer dead_item(Queue *q, int k) {
-  Worker *w = &q->pool->workers[k];
-  lua_Integer *slots = &q->sent[k * AHEAD];
-  lua_Integer said = w->killed_for ? w->killed_for : (lua_Integer)q->pool->progress[k].item;
+/* Whether dead worker k (the context's queue) had slot s in hand. */
+static int holds(void *ctx, lua_Integer s) {
+  Queue *q = ctx;
   int i;
-  for (i = 0; i < q->sent_count[k]; i++)
-    if (slots[i] == said) return said;
-  return w->killed_for ? 0 : slots[0];
-}
-
-static void push_death_error(lua_State *L, Queue *q, int k, lua_Integer s) {
-  Worker *w = &q->pool->workers[k];
-  lua_Integer id = slot_of(q, s)->id;
-  char how[64];
-  if (w->killed_for == s) {
-    par_push_error(L, queue_name(L), id, "timeout", "item %I ran longer than %f s; worker %d killed",
-                   id, (lua_Number)q->timeout_ns / 1e9, (int)w->last_pid);
-    return;
-  }
-  proc_describe_status(w->status, how, sizeof how);
-  par_push_error(L, queue_name(L), id, "crash", "worker %d %s while running item %I",
-                 (int)w->last_pid, how, id);
+  for (i = 0; i < q->sent_count[q->dead]; i++)
+    if (q->sent[q->dead * AHEAD + i] == s) return 1;
+  return 0;
 }
 
 /* A worker died: its running item failed, the others it held go back. */
 static void on_death(lua_State *L, Queue *q, int k, int has_init) {
-  Worker *w = &q->pool->workers[k];
   lua_Integer *slots = &q->sent[k * AHEAD];
-  lua_Integer dead;
+  lua_Integer dead = 0;
+  const char *failed;
   int i;
   if (q->stopped) return;
-  if (has_init && !w->ready) {
-    char how[64];
-    proc_describe_status(w->status, how, sizeof how);
-    par_push_error(L, queue_name(L), 0, "init", "worker %d %s while running init", (int)w->last_pid, how);
+  if (dispatch_init_died(L, q->pool, k, has_init)) {
     kill_queue(L, q);
     return;
   }
-  dead = q->sent_count[k] > 0 ? dead_item(q, k) : 0;
-  for (i = q->sent_count[k] - 1; i >= 0; i--) {
-    lua_Integer id = slot_of(q, slots[i])->id;
-    end_retry_wait(L, id); /* a failed one runs again anyway */
-    clear_in(L, UV_ERRORS, id); /* an error whose results were lost: the run again decides */
+  q->dead = k;
+  if (q->sent_count[k] > 0) dead = dispatch_blame(q->pool, k, holds, q, slots[0]);
+  for (i = q->sent_count[k] - 1; i >= 0; i--)
     if (slots[i] != dead) requeue(L, q, slots[i]);
-  }
   q->sent_count[k] = 0;
-  if (dead != 0 && may_retry(L, q, slot_of(q, dead)->id)) {
-    requeue(L, q, dead); /* first in line, so the fresh worker takes it */
-  } else if (dead != 0) {
-    push_death_error(L, q, k, dead);
-    file_error(L, slot_of(q, dead)->id);
-    finish(L, q, dead);
+  if (dead != 0) {
+    dispatch_push_death(L, q->pool, k, dead, slot_of(q, dead)->id);
+    item_failed(L, q, dead);
   }
-  if (start_worker(L, q, k) != 0 && live_workers(q) == 0) { /* else the others carry on */
-    push_fork_error(L);
+  failed = start_worker(L, q, k);
+  if (failed != NULL && pool_live(q->pool) == 0) { /* else the others carry on */
+    par_push_syscall_error(L, q->pool->fn, "fork", failed);
     kill_queue(L, q);
   }
 }
@@ -471,13 +390,13 @@ static void check_failure(lua_State *L) {
 }
 
 static void on_interrupt(lua_State *L, Queue *q, int sig) {
-  par_push_interrupted(L, queue_name(L), sig, "waiting for workers");
+  par_push_interrupted(L, q->pool->fn, sig, "waiting for workers");
   kill_queue(L, q);
 }
 
 /* The shorter of the caller's wait and the time to the next item time-out. */
 static int wait_limit(Queue *q, int timeout_ms) {
-  int overdue = pool_until_overdue(q->pool, q->timeout_ns);
+  int overdue = pool_until_overdue(q->pool);
   if (overdue < 0) return timeout_ms;
   return (timeout_ms < 0 || overdue < timeout_ms) ? overdue : timeout_ms;
 }
@@ -493,12 +412,12 @@ static int take_event(lua_State *L, Queue *q, int timeout_ms) {
   if (ev.kind == POOL_FRAME && ev.type == FRAME_RESULTS)
     on_results(L, q, ev.worker, ev.payload, ev.len);
   else if (ev.kind == POOL_FRAME)
-    on_error(L, q, ev.type, ev.payload, ev.len);
+    on_error(L, q, ev.worker, ev.type, ev.payload, ev.len);
   else if (ev.kind == POOL_EXIT)
     on_death(L, q, ev.worker, has_init(L));
   else if (ev.kind == POOL_INTERRUPT)
     on_interrupt(L, q, ev.worker);
-  pool_kill_overdue(q->pool, q->timeout_ns);
+  pool_kill_overdue(q->pool);
   check_failure(L);
   dispatch(q);
   stop_if_done(q);
@@ -510,9 +429,9 @@ static void encode_item(lua_State *L, Queue *q) {
   Buffer *b = &q->scratch;
   char err[256];
   b->len = 0;
-  if (frame_begin(b, FRAME_ITEM) != 0 || buffer_reserve(b, 8) != 0)
+  if (frame_begin(b, FRAME_ITEM) != 0 || buffer_reserve(b, ITEM_VALUE) != 0)
     luaL_error(L, "par.queue: out of memory");
-  b->len += 8; /* the slot number, once it has one */
+  b->len += ITEM_VALUE; /* the slot number, once it has one */
   if (codec_encode(L, 2, b, "item", err, sizeof err) != 0) luaL_argerror(L, 2, err);
   frame_finish(b, 0);
 }
@@ -653,7 +572,7 @@ static const luaL_Reg queue_methods[] = {
   {NULL, NULL}
 };
 
-static Queue *new_queue(lua_State *L, int size) {
+static Queue *new_queue(lua_State *L, const char *name, int size) {
   size_t bytes = sizeof(Queue) + (size_t)size * (AHEAD * sizeof(lua_Integer) + 2 * sizeof(int));
   Queue *q = lua_newuserdatauv(L, bytes, UV_COUNT);
   int uv;
@@ -664,11 +583,11 @@ static Queue *new_queue(lua_State *L, int size) {
   q->next_in_order = 1;
   par_set_class(L, QUEUE_METATABLE, queue_methods, queue_gc, 1);
   for (uv = UV_RESULTS; uv <= UV_COUNT; uv++) {
-    if (uv == UV_FAILURE || uv == UV_NAME) continue;
+    if (uv == UV_FAILURE) continue;
     lua_newtable(L);
     lua_setiuservalue(L, -2, uv);
   }
-  q->pool = pool_new(L, size);
+  q->pool = pool_new(L, name, size);
   lua_setiuservalue(L, -2, UV_POOL);
   return q;
 }
@@ -680,20 +599,20 @@ int par_queue(lua_State *L) {
   const char *name;
   par_check_callable(L, 1);
   lua_settop(L, 3);
-  name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : "par.queue"; /* par.imap's own */
+  /* par.imap's own queue names it; the pool keeps the name as a pointer to a literal */
+  name = lua_type(L, 3) == LUA_TSTRING && strcmp(lua_tostring(L, 3), "par.imap") == 0
+         ? "par.imap" : "par.queue";
   options_read(L, 2, queue_options, &o);
   par_check_fork_safe(L, name);
   size = o.workers > 0 ? o.workers : options_default_workers();
-  q = new_queue(L, size);
+  q = new_queue(L, name, size);
   q->capacity = o.capacity > 0 ? o.capacity : 4 * size;
   q->ordered = o.ordered == 1;
   q->collect = o.collect;
-  q->timeout_ns = (int64_t)(o.timeout * 1e9);
+  q->pool->timeout_ns = (int64_t)(o.timeout * 1e9);
   q->retries = o.retries;
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, UV_FN);
-  lua_pushstring(L, name);
-  lua_setiuservalue(L, -2, UV_NAME);
   if (o.init != 0) {
     lua_pushvalue(L, o.init);
     lua_setiuservalue(L, -2, UV_INIT);
@@ -701,9 +620,10 @@ int par_queue(lua_State *L) {
   lua_replace(L, 1); /* methods below expect the queue at index 1 */
   lua_settop(L, 1);
   for (k = 0; k < size; k++) {
-    if (start_worker(L, q, k) == 0) continue;
+    const char *failed = start_worker(L, q, k);
+    if (failed == NULL) continue;
     if (k == 0) { /* none started; with some, it goes on with those */
-      push_fork_error(L);
+      par_push_syscall_error(L, name, "fork", failed);
       lua_error(L);
     }
     break;

@@ -15,16 +15,14 @@
 #include <lauxlib.h>
 
 #include "codec.h"
+#include "dispatch.h"
 #include "frame.h"
 #include "lpar.h"
-#include "pool.h"
+#include "lutil.h"
 #include "proc.h"
 #include "worker.h"
 
 #define PROCESS_METATABLE "par.Process"
-#define FRAME_RETURNED 'V' /* child: the count of values, then a JSON array of them */
-
-/* Temporary declarations: see the block at the end of this file. */
 
 enum Outcome { RUNNING, RETURNED, FAILED }; /* the values or the error are its user value */
 
@@ -49,9 +47,9 @@ static int send_results(lua_State *L, int first, int out) {
   Buffer b = {NULL, 0, 0};
   int top = lua_gettop(L), i;
   char err[256], root[32];
-  if (frame_begin(&b, FRAME_RETURNED) != 0 || buffer_reserve(&b, 9) != 0) return 1;
-  frame_put64(b.data + b.len, (uint64_t)(top - first + 1));
-  b.len += 8;
+  if (frame_begin(&b, FRAME_RETURNED) != 0 || buffer_reserve(&b, RETURNED_LIST + 1) != 0) return 1;
+  frame_put64(b.data + b.len + RETURNED_COUNT, (uint64_t)(top - first + 1));
+  b.len += RETURNED_LIST;
   b.data[b.len++] = '[';
   for (i = first; i <= top; i++) {
     snprintf(root, sizeof root, "result[%d]", i - first + 1);
@@ -117,17 +115,17 @@ static void keep_outcome(lua_State *L, Process *p, enum Outcome outcome) {
 
 static void on_frame(lua_State *L, Process *p, char type, const char *payload, size_t len) {
   lua_Integer count;
-  if (len < 8 || (type != FRAME_RETURNED && type != FRAME_ERROR))
-    luaL_error(L, "par.spawn: unexpected message from process %d", (int)p->pid);
   if (type == FRAME_ERROR) {
-    codec_decode(L, payload + 8, len - 8);
+    dispatch_decode_error(L, "par.spawn", payload, len);
     par_make_error(L, "par.spawn", 0, "error");
     keep_outcome(L, p, FAILED);
     return;
   }
+  if (type != FRAME_RETURNED || len < RETURNED_LIST)
+    luaL_error(L, "par.spawn: unexpected message from process %d", (int)p->pid);
   lua_newtable(L);
-  count = codec_decode_into(L, -1, 1, payload + 8, len - 8);
-  if ((uint64_t)count != frame_get64(payload))
+  count = codec_decode_into(L, -1, 1, payload + RETURNED_LIST, len - RETURNED_LIST);
+  if ((uint64_t)count != frame_get64(payload + RETURNED_COUNT))
     luaL_error(L, "par.spawn: process %d sent a wrong count of values", (int)p->pid);
   p->nresults = (int)count;
   keep_outcome(L, p, RETURNED);
@@ -140,20 +138,6 @@ static void on_end(lua_State *L, Process *p) {
   proc_describe_status(p->status, how, sizeof how);
   par_push_error(L, "par.spawn", 0, "crash", "process %d %s", (int)p->pid, how);
   keep_outcome(L, p, FAILED);
-}
-
-/*
-** Waits until fd is readable (1) or the deadline passes (0). A SIGINT or
-** SIGTERM meanwhile raises an "interrupted" error; the process runs on.
-*/
-static int wait_readable(lua_State *L, int fd, int64_t deadline) {
-  struct pollfd pfd = {fd, POLLIN, 0};
-  int sig, ready = proc_poll(&pfd, 1, deadline, &sig);
-  if (sig != 0) {
-    par_push_interrupted(L, "par.spawn", sig, "waiting for the process");
-    lua_error(L);
-  }
-  return ready != 0; /* a poll error shows up in the read that follows */
 }
 
 /* Reads until the outcome is known; returns 0 if the deadline passed first. */
@@ -169,7 +153,7 @@ static int await_outcome(lua_State *L, Process *p, int64_t deadline) {
       on_frame(L, p, type, payload, len);
       return 1;
     }
-    if (!wait_readable(L, p->fd, deadline)) return 0;
+    if (!par_wait_readable(L, p->fd, deadline, "par.spawn", "waiting for the process")) return 0;
     got = reader_fill(&p->in, p->fd);
     if (got < 0)
       luaL_error(L, "par.spawn: cannot read from process %d: %s", (int)p->pid, strerror(errno));
@@ -295,35 +279,29 @@ static Process *new_process(lua_State *L) {
   return p;
 }
 
-/* The result pipe; its read end stays private to this process. */
-static void open_result_pipe(lua_State *L, int fds[2]) {
-  if (proc_pipe(fds) != 0)
-    luaL_error(L, "par.spawn: cannot make a pipe: %s", strerror(errno));
-  if (proc_keep_private(fds[0]) != 0) {
-    close(fds[0]);
-    close(fds[1]);
-    luaL_error(L, "par.spawn: cannot make a pipe: %s", strerror(ENOMEM));
-  }
-}
-
 int par_spawn(lua_State *L) {
   int nargs = lua_gettop(L) - 1;
   Process *p;
-  int fds[2];
+  ProcLink res;
+  const char *failed;
   pid_t pid;
   par_check_callable(L, 1);
   par_check_fork_safe(L, "par.spawn");
   p = new_process(L);
-  open_result_pipe(L, fds);
+  failed = proc_link_open(&res, PROC_RESULTS);
+  if (failed != NULL) {
+    par_push_syscall_error(L, "par.spawn", "fork", failed);
+    return lua_error(L);
+  }
   pid = proc_fork();
-  if (pid == 0) run_child(L, nargs, fds[1]);
-  close(fds[1]);
+  if (pid == 0) run_child(L, nargs, res.child);
+  proc_link_close_child(&res);
   if (pid < 0) {
-    int saved = errno;
-    proc_close(fds[0]);
-    return luaL_error(L, "par.spawn: cannot fork: %s", strerror(saved));
+    proc_link_close(&res);
+    par_push_syscall_error(L, "par.spawn", "fork", "fork");
+    return lua_error(L);
   }
   p->pid = pid;
-  p->fd = fds[0];
+  p->fd = res.parent;
   return 1;
 }

@@ -9,14 +9,6 @@
 
 #include "pool.h"
 
-/* Frame types between a parent and its workers. */
-#define FRAME_JOB 'J'     /* parent: run list items lo..hi (two int64) */
-#define FRAME_LAST_JOB 'L' /* the same, and then exit: no more work will come */
-#define FRAME_ITEM 'P'    /* parent: run one pushed item: its id, then its JSON */
-#define FRAME_RESULTS 'R' /* worker: lo, elapsed ns, then a JSON array */
-#define FRAME_ERROR 'E'   /* worker: item index, then a JSON error object */
-#define FRAME_INIT_ERROR 'I' /* worker: init failed; a JSON error object */
-
 typedef struct WorkerTask {
   int fn;   /* absolute stack indices in the forked state */
   int list; /* 0 when items arrive encoded (a queue) */
@@ -25,9 +17,6 @@ typedef struct WorkerTask {
   lua_Integer first_lo, first_hi; /* a first range given through the fork, or 0 */
   int first_is_last;              /* ... and nothing after it: exit once it is sent */
 } WorkerTask;
-
-/* Non-zero in a process that is a worker. */
-extern int worker_depth;
 
 /*
 ** Message handler for code run in a child: turns any error value into a
@@ -43,7 +32,7 @@ int worker_capture_error(lua_State *L);
 */
 void worker_send_error(lua_State *L, int res, char type, lua_Integer index);
 
-/* Sends 'why' (a result that could not be encoded) as item index's error. */
+/* Sends 'why' (a value that could not be encoded) as item index's error. */
 void worker_send_encode_error(lua_State *L, int res, lua_Integer index, const char *why);
 
 /* A WorkerMain for pool_start; the task is a WorkerTask. */

@@ -899,6 +899,21 @@ describe("fork() failing", function()
     ]]},
   }
 
+  it("makes par.spawn name the pipe it could not make, leaving no descriptor open", function()
+    local status, out, err = helpers.run_lua([[
+      local par = require 'par'
+      local held = {}
+      local f repeat f = io.open("/dev/null"); held[#held + 1] = f until not f
+      local ok, e = pcall(par.spawn, function() end)
+      local closed_one = held[1]:close()
+      local again = io.open("/dev/null") -- the one just closed: the failed spawn kept none
+      io.write(tostring(ok), "|", tostring(e.kind), "|", tostring(e.syscall), "|",
+               tostring(again ~= nil and io.open("/dev/null") == nil), "|", tostring(e))
+    ]])
+    assert.are.equal(0, status, err)
+    assert.are.equal("false|fork|pipe|true|par.spawn: cannot pipe: Too many open files", out)
+  end)
+
   -- Runs x -> x * x over list with 'workers' asked for, and prints whether
   -- every result is right and how many processes gave them.
   local squares_and_workers = [==[
@@ -914,18 +929,27 @@ describe("fork() failing", function()
     end
   ]==]
 
+  -- Prints how run(...) failed to start its workers: ok|kind|syscall|tostring(error).
+  local report_failed_start = [[
+    local ok, e = pcall(run, function(x) return x end, {1, 2, 3}, {workers = 2})
+    io.write(tostring(ok), "|", tostring(type(e) == "table" and e.kind), "|",
+             tostring(type(e) == "table" and e.syscall), "|", tostring(e))
+  ]]
+
   for _, runner in ipairs(runners) do
-    it("makes " .. runner.name .. " raise a clear error of kind \"fork\" when no worker can start", function()
-      local status, out, err = run_as_nobody(1, runner.code .. [[
-        local ok, e = pcall(run, function(x) return x end, {1, 2, 3}, {workers = 2})
-        io.write(tostring(ok), "|", tostring(type(e) == "table" and e.kind), "|",
-                 tostring(type(e) == "table" and e.message or e))
-      ]])
+    it("makes " .. runner.name .. " raise an error of kind \"fork\" that names the failed fork", function()
+      local status, out, err = run_as_nobody(1, runner.code .. report_failed_start)
       assert.are.equal(0, status, err)
-      local ok, kind, message = out:match("^(.-)|(.-)|(.*)$")
-      assert.are.equal("false", ok, out)
-      assert.are.equal("fork", kind, out)
-      assert.matches("^cannot start a worker: ", message)
+      assert.matches("^false|fork|fork|par%.%a+: cannot fork: Resource temporarily unavailable$", out)
+    end)
+
+    it("makes " .. runner.name .. " name the pipe it could not make when out of descriptors", function()
+      local status, out, err = helpers.run_lua("local par = require 'par'\n" .. runner.code .. [[
+        local held = {}
+        local f repeat f = io.open("/dev/null"); held[#held + 1] = f until not f
+      ]] .. report_failed_start)
+      assert.are.equal(0, status, err)
+      assert.matches("^false|fork|pipe|par%.%a+: cannot pipe: Too many open files$", out)
     end)
 
     it("lets " .. runner.name .. " go on with the workers it got", function()

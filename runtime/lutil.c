@@ -1,0 +1,122 @@
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+
+#include "lutil.h"
+#include "parlua.h"
+#include "proc.h"
+
+void par_make_error(lua_State *L, const char *fn, lua_Integer index, const char *kind) {
+  lua_pushstring(L, fn);
+  lua_setfield(L, -2, "fn");
+  if (index != 0) {
+    lua_pushinteger(L, index);
+    lua_setfield(L, -2, "index");
+  }
+  lua_pushstring(L, kind);
+  lua_setfield(L, -2, "kind");
+  luaL_setmetatable(L, PAR_ERROR_METATABLE);
+}
+
+void par_push_error(lua_State *L, const char *fn, lua_Integer index, const char *kind,
+                    const char *fmt, ...) {
+  va_list args;
+  lua_createtable(L, 0, 4);
+  va_start(args, fmt);
+  lua_pushvfstring(L, fmt, args);
+  va_end(args);
+  lua_setfield(L, -2, "message");
+  par_make_error(L, fn, index, kind);
+}
+
+void par_push_syscall_error(lua_State *L, const char *fn, const char *kind, const char *syscall) {
+  const char *reason = strerror(errno);
+  par_push_error(L, fn, 0, kind, "cannot %s: %s", syscall, reason);
+  lua_pushstring(L, syscall);
+  lua_setfield(L, -2, "syscall");
+}
+
+void par_push_interrupted(lua_State *L, const char *fn, int sig, const char *doing) {
+  par_push_error(L, fn, 0, "interrupted", "got SIG%s while %s", sigabbrev_np(sig), doing);
+}
+
+int par_wait_readable(lua_State *L, int fd, int64_t deadline, const char *fn, const char *doing) {
+  struct pollfd p = {fd, POLLIN, 0};
+  int sig, ready = proc_poll(&p, 1, deadline, &sig);
+  if (sig != 0) {
+    par_push_interrupted(L, fn, sig, doing);
+    lua_error(L);
+  }
+  return ready != 0; /* a poll error shows up in the read that follows */
+}
+
+static int threads_allowed;
+
+void parlua_allow_threads(int allow) {
+  threads_allowed = allow;
+}
+
+void par_check_fork_safe(lua_State *L, const char *fn) {
+  int threads;
+  if (threads_allowed) return;
+  threads = proc_thread_count();
+  if (threads > 1)
+    luaL_error(L, "%s: this process has %d threads, and forking it could leave a worker "
+                  "stuck on a lock another thread held; call parlua_allow_threads(1) "
+                  "from C if every thread is safe to fork", fn, threads);
+}
+
+/* Longer waits than this (about 31 years) mean no deadline at all. */
+#define FOREVER_SECONDS 1e9
+
+int64_t par_deadline(lua_State *L, int arg) {
+  lua_Number seconds;
+  if (lua_isnoneornil(L, arg)) return -1;
+  seconds = luaL_checknumber(L, arg);
+  luaL_argcheck(L, seconds >= 0, arg, "timeout must be a number of seconds >= 0");
+  if (seconds >= FOREVER_SECONDS) return -1;
+  return par_now_ns() + (int64_t)(seconds * 1e9);
+}
+
+void par_check_callable(lua_State *L, int arg) {
+  if (lua_type(L, arg) == LUA_TFUNCTION) return;
+  if (luaL_getmetafield(L, arg, "__call") != LUA_TNIL) {
+    lua_pop(L, 1);
+    return;
+  }
+  luaL_typeerror(L, arg, "function");
+}
+
+void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
+                   lua_CFunction release, int closable) {
+  if (luaL_newmetatable(L, name)) {
+    if (methods != NULL) {
+      lua_newtable(L);
+      luaL_setfuncs(L, methods, 0);
+      lua_setfield(L, -2, "__index");
+    }
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__gc");
+    if (closable) {
+      lua_pushcfunction(L, release);
+      lua_setfield(L, -2, "__close");
+    }
+  }
+  lua_setmetatable(L, -2);
+}
+
+static int buffer_gc(lua_State *L) {
+  buffer_free(lua_touserdata(L, 1));
+  return 0;
+}
+
+Buffer *par_push_buffer(lua_State *L) {
+  Buffer *b = lua_newuserdatauv(L, sizeof *b, 0);
+  memset(b, 0, sizeof *b);
+  par_set_class(L, "par.Buffer", NULL, buffer_gc, 1);
+  lua_toclose(L, -1);
+  return b;
+}
+
