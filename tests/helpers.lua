@@ -74,14 +74,16 @@ function helpers.settle()
   collectgarbage()
 end
 
--- Runs a Lua snippet in a fresh interpreter like the one running the specs;
--- returns its exit status, stdout and stderr.
-function helpers.run_lua(code)
+-- Runs a Lua snippet in a fresh interpreter like the one running the specs,
+-- in the current directory (the snippet may require "tests.helpers"), with
+-- the variables of 'env' (such as "PARLUA_WORKERS=4") if given; returns its
+-- exit status, stdout and stderr.
+function helpers.run_lua(code, env)
   local script = os.tmpname()
   local errfile = os.tmpname()
   helpers.write_file(script, code)
   local interp = helpers.interpreter
-  local cmd = ("LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(interp, script, errfile)
+  local cmd = ("%s LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(env or "", interp, script, errfile)
   local p = io.popen(cmd)
   local out = p:read("a")
   local _, _, status = p:close()

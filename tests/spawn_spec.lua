@@ -38,6 +38,28 @@ describe("par.spawn", function()
     assert.are.same({2, 4}, par.map(spawn_twice, {1, 2}))
   end)
 
+  it("defaults par.map inside the process to one worker, as inside a map worker", function()
+    -- both items block until the test sees the process waiting in its
+    -- par.map (every worker it starts is forked by then): on one worker
+    -- item 2 starts once item 1 is let go, on two they run side by side.
+    -- PARLUA_WORKERS: several CPUs even on a machine that has one.
+    local status, out, err = helpers.run_lua([[
+      local par = require "par"
+      local helpers = require "tests.helpers"
+      local started, gate = par.channel(), par.channel()
+      local proc = par.spawn(function()
+        return par.map(function() started:put(true); gate:get(); return par.pid() end, {1, 2})
+      end)
+      assert(started:get(30), "no item started")
+      assert(helpers.wait_until_asleep(proc.pid), "the process never waited for its workers")
+      gate:close() -- lets every get through, now and later
+      local pids = proc:join()
+      io.write(pids[1] == pids[2] and "1 worker" or "2 workers")
+    ]], "PARLUA_WORKERS=4")
+    assert.are.equal(0, status, err)
+    assert.are.equal("1 worker", out)
+  end)
+
   it("accepts a table with __call as fn", function()
     local callable = setmetatable({k = 10}, {__call = function(self, x) return self.k + x end})
     assert.are.equal(11, par.spawn(callable, 1):join())
