@@ -200,37 +200,61 @@ describe("par.channel", function()
       assert.are.equal("from the worker", ch:get(5))
     end)
 
+    -- The other roles act once the process that sent its pid on 'waiting'
+    -- is asleep: in the wait it went to next, with nothing else to block on.
+    local function when_asleep(waiting, act)
+      return function()
+        local pid = waiting:get(30)
+        assert(helpers.wait_until_asleep(pid), "process " .. tostring(pid) .. " never waited")
+        act()
+      end
+    end
+
     it("gives a waiting get a message that arrives while it waits", function()
-      local ch = par.channel()
+      local ch, waiting = par.channel(), par.channel()
       local r = run_roles({
-        function() return ch:get(30) end,
-        function() par.sleep(0.1); ch:put("late") end,
+        function()
+          local before = {ch:get(0)}
+          waiting:put(par.pid())
+          return {before = before, got = {ch:get(30)}}
+        end,
+        when_asleep(waiting, function() ch:put("late") end),
       })
-      assert.are.equal("late", r[1])
+      assert.are.same({nil, "timeout"}, r[1].before) -- the message was not there yet
+      assert.are.same({"late"}, r[1].got)
+      assert.are.same({nil, "timeout"}, {ch:get(0)})
     end)
 
     it("wakes a get that waits without a timeout when another process closes", function()
-      local ch = par.channel()
+      local ch, waiting = par.channel(), par.channel()
       local r = run_roles({
-        function() return select(2, ch:get()) end,
-        function() par.sleep(0.1); ch:close() end,
+        function() waiting:put(par.pid()); return {ch:get()} end,
+        when_asleep(waiting, function() ch:close() end),
       })
-      assert.are.equal("closed", r[1])
+      assert.are.same({nil, "closed"}, r[1])
       assert.has_error(function() ch:put(1) end, "par.channel: put on a closed channel")
     end)
 
-    it("makes a put waiting for room raise when another process closes", function()
-      local ch = par.channel()
+    it("makes a put waiting for room raise when another process closes, its message not sent", function()
+      local ch, waiting = par.channel(), par.channel()
       local r = run_roles({
         function()
+          waiting:put(par.pid())
+          local sent = 0
           local ok, err = pcall(function()
-            while true do ch:put(("x"):rep(1000)) end -- no reader: the queue fills up
+            while true do -- no reader: the queue fills up, and the last put waits
+              ch:put(("x"):rep(1000))
+              sent = sent + 1
+            end
           end)
-          return not ok and err
+          return {sent = sent, err = not ok and err}
         end,
-        function() par.sleep(0.2); ch:close() end,
+        when_asleep(waiting, function() ch:close() end),
       })
-      assert.matches("par.channel: put on a closed channel", r[1], 1, true)
+      assert.matches("par.channel: put on a closed channel", r[1].err, 1, true)
+      assert.is_true(r[1].sent > 0)
+      assert.are.equal(r[1].sent, #drain(ch)) -- every put that returned, and no more
+      assert.are.same({nil, "closed"}, {ch:get(0)})
     end)
 
     it("stays open for the others when one process collects its channel", function()
@@ -289,12 +313,17 @@ describe("par.channel", function()
     end)
 
     it("keeps a queue full of big messages flowing to a slower reader", function()
-      local ch = par.channel()
+      local ch, waiting = par.channel(), par.channel()
       local count = 100
       local r = run_roles({
-        function() for seq = 1, count do ch:put(message(1, seq, MB)) end end,
         function()
-          par.sleep(0.2) -- let the writer fill the queue and block
+          waiting:put(par.pid())
+          for seq = 1, count do ch:put(message(1, seq, MB)) end
+        end,
+        function()
+          -- once the writer has filled the queue and waits for room
+          local writer = waiting:get(30)
+          assert(helpers.wait_until_asleep(writer), "the writer never filled the queue")
           for seq = 1, count do
             local msg = ch:get(30)
             assert(msg and msg.seq == seq and is_whole(msg), "message " .. seq)

@@ -25,6 +25,28 @@ function helpers.child_count()
   return n
 end
 
+-- The state of process pid as /proc shows it: "R" running, "S" asleep in
+-- a wait, "D" in the kernel, "Z" ended; nil once there is no such process.
+function helpers.process_state(pid)
+  local stat = helpers.read_file("/proc/" .. pid .. "/stat")
+  return stat and stat:match(".*%) (%u)") -- the name in parentheses may hold ") "
+end
+
+-- Waits until process pid is asleep (state S): blocked in a wait, as a
+-- test wants before it wakes that wait or signals it. Tests know what the
+-- process does meanwhile (it told them it started, and has nothing left to
+-- block on but that wait). Looks every 2 ms for up to 'seconds' (10 by
+-- default); returns whether it saw it asleep (false too once it ended).
+function helpers.wait_until_asleep(pid, seconds)
+  local deadline = helpers.par.now() + (seconds or 10)
+  while true do
+    local state = helpers.process_state(pid)
+    if state == "S" then return true end
+    if state == nil or state == "Z" or helpers.par.now() >= deadline then return false end
+    helpers.par.sleep(0.002)
+  end
+end
+
 -- The whole of a file, or nil when it cannot be read.
 function helpers.read_file(path)
   local f = io.open(path, "rb")
@@ -52,14 +74,16 @@ function helpers.settle()
   collectgarbage()
 end
 
--- Runs a Lua snippet in a fresh interpreter like the one running the specs;
--- returns its exit status, stdout and stderr.
-function helpers.run_lua(code)
+-- Runs a Lua snippet in a fresh interpreter like the one running the specs,
+-- in the current directory (the snippet may require "tests.helpers"), with
+-- the variables of 'env' (such as "PARLUA_WORKERS=4") if given; returns its
+-- exit status, stdout and stderr.
+function helpers.run_lua(code, env)
   local script = os.tmpname()
   local errfile = os.tmpname()
   helpers.write_file(script, code)
   local interp = helpers.interpreter
-  local cmd = ("LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(interp, script, errfile)
+  local cmd = ("%s LUA_CPATH='build/?.so;;' %s %s 2>%s"):format(env or "", interp, script, errfile)
   local p = io.popen(cmd)
   local out = p:read("a")
   local _, _, status = p:close()

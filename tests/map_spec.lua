@@ -475,12 +475,16 @@ describe("par helpers", function()
     test_quota({"parlua_spec_" .. par.pid(), long, long, long}, 4)
   end)
 
-  it("gives monotonic seconds and sleeps", function()
+  it("gives monotonic seconds and sleeps at least as long as asked", function()
     local t0 = par.now()
-    par.sleep(0.02)
-    local t1 = par.now()
     assert.are.equal("float", math.type(t0))
-    assert.is_true(t1 > t0)
+    for _, seconds in ipairs({0.05, 0.001, 0}) do
+      local before = par.now()
+      par.sleep(seconds)
+      local slept = par.now() - before
+      assert.is_true(slept >= seconds, ("par.sleep(%g) came back after %g s"):format(seconds, slept))
+    end
+    assert.is_true(par.now() > t0)
   end)
 
   it("gives the process id", function()

@@ -64,10 +64,14 @@ describe("par.queue", function()
   end)
 
   it("takes in all that the workers have sent before pop(0) says \"timeout\"", function()
-    -- a failed item comes back as two messages, its error and its results
-    local q = par.queue(function(x) error("fails " .. x) end, {workers = 1, on_error = "collect"})
+    -- a failed item comes back as two messages, its error and its results;
+    -- the worker sends both before it waits for its next item
+    local started = par.channel()
+    local q = par.queue(function(x) started:put(par.pid()); error("fails " .. x) end,
+                        {workers = 1, on_error = "collect"})
     q:push(1)
-    par.sleep(0.3) -- long enough for the worker to have sent both
+    local worker = started:get(10)
+    assert.is_true(helpers.wait_until_asleep(worker), "the worker never waited for more")
     local id, result, err = q:pop(0)
     assert.are.equal(1, id)
     assert.is_nil(result)

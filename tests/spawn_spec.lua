@@ -38,6 +38,28 @@ describe("par.spawn", function()
     assert.are.same({2, 4}, par.map(spawn_twice, {1, 2}))
   end)
 
+  it("defaults par.map inside the process to one worker, as inside a map worker", function()
+    -- both items block until the test sees the process waiting in its
+    -- par.map (every worker it starts is forked by then): on one worker
+    -- item 2 starts once item 1 is let go, on two they run side by side.
+    -- PARLUA_WORKERS: several CPUs even on a machine that has one.
+    local status, out, err = helpers.run_lua([[
+      local par = require "par"
+      local helpers = require "tests.helpers"
+      local started, gate = par.channel(), par.channel()
+      local proc = par.spawn(function()
+        return par.map(function() started:put(true); gate:get(); return par.pid() end, {1, 2})
+      end)
+      assert(started:get(30), "no item started")
+      assert(helpers.wait_until_asleep(proc.pid), "the process never waited for its workers")
+      gate:close() -- lets every get through, now and later
+      local pids = proc:join()
+      io.write(pids[1] == pids[2] and "1 worker" or "2 workers")
+    ]], "PARLUA_WORKERS=4")
+    assert.are.equal(0, status, err)
+    assert.are.equal("1 worker", out)
+  end)
+
   it("accepts a table with __call as fn", function()
     local callable = setmetatable({k = 10}, {__call = function(self, x) return self.k + x end})
     assert.are.equal(11, par.spawn(callable, 1):join())
@@ -119,8 +141,10 @@ describe("par.spawn", function()
     for _, signal in ipairs({"INT", "TERM"}) do
       local status, out = helpers.run_lua(([[
         local par = require "par"
+        local helpers = require "tests.helpers"
         local proc = par.spawn(function(parent)
-          par.sleep(0.5) -- time for the parent to be in join
+          -- the parent has nothing to wait in but join
+          assert(helpers.wait_until_asleep(parent), "the parent never waited in join")
           os.execute("kill -%s " .. parent)
           par.sleep(30)
         end, par.pid())
@@ -221,7 +245,7 @@ describe("par.spawn", function()
         local started, ch = par.channel(), par.channel()
         local proc = par.spawn(function() started:put(true); return wait.fn(ch) end)
         assert.is_true(started:get(10))
-        par.sleep(0.2) -- it is in its wait by now
+        assert.is_true(helpers.wait_until_asleep(proc.pid), "the process never waited")
         proc:kill()
         assert.matches("killed by SIGTERM", join_error(proc).message)
       end)
@@ -237,11 +261,37 @@ describe("par.spawn", function()
       end
     end)
 
-    it("does nothing to a process already joined", function()
-      local proc = par.spawn(function() return 1 end)
-      proc:join()
+    -- A process joined, and a new one that took its pid: the kernel gives
+    -- out the pid after the one in ns_last_pid, which root may set. Without
+    -- that right, only the joined process.
+    local function joined_and_heir(release)
+      for _ = 1, 20 do -- another process on the machine may fork in between
+        local proc = par.spawn(function() return 1 end)
+        assert.are.equal(1, proc:join())
+        local f = io.open("/proc/sys/kernel/ns_last_pid", "w")
+        if not (f and f:write(proc.pid - 1) and f:close()) then return proc, nil end
+        local heir = par.spawn(function() return release:get(30) end)
+        if heir.pid == proc.pid then return proc, heir end
+        heir:kill("KILL")
+        join_error(heir)
+      end
+      error("no new process took the pid of a joined one in 20 tries")
+    end
+
+    it("sends nothing to a process already joined, not even to the one that took its pid", function()
+      local release = par.channel()
+      local proc, heir = joined_and_heir(release)
       proc:kill("KILL")
+      if heir then
+        release:put("alive")
+        local ok, got = pcall(heir.join, heir)
+        assert.is_true(ok, "the process that took the joined one's pid got its signal: " .. tostring(got))
+        assert.are.equal("alive", got)
+      end
       assert.are.equal(1, proc:join())
+      if not heir then
+        pending("needs root (CAP_SYS_ADMIN) to give a joined process's pid to a new one via ns_last_pid")
+      end
     end)
   end)
 
