@@ -446,30 +446,37 @@ static void collect_array(lua_State *L, int n, int size) {
   }
 }
 
-/* Keys keep their type: strings, numbers (not NaN), true and false. */
-static void decode_key(Decoder *D) {
-  skip_space(D);
-  if (D->p == D->end) fail_expected(D, D->p, "a key");
+/*
+** The values that may also be keys: strings, numbers (not NaN), true and
+** false. Returns 0, having read nothing, for any other first character.
+*/
+static int decode_scalar(Decoder *D) {
   switch (*D->p) {
     case '"':
       decode_string(D);
-      break;
+      return 1;
     case 't':
       match_word(D, "true");
       lua_pushboolean(D->L, 1);
-      break;
+      return 1;
     case 'f':
       match_word(D, "false");
       lua_pushboolean(D->L, 0);
-      break;
+      return 1;
     case '-': case 'I':
     case '0': case '1': case '2': case '3': case '4':
     case '5': case '6': case '7': case '8': case '9':
       decode_number(D);
-      break;
+      return 1;
     default:
-      fail_expected(D, D->p, "a key");
+      return 0;
   }
+}
+
+/* Keys keep their type. */
+static void decode_key(Decoder *D) {
+  skip_space(D);
+  if (D->p == D->end || !decode_scalar(D)) fail_expected(D, D->p, "a key");
   skip_space(D);
   if (D->p == D->end || *D->p != ':') fail_expected(D, D->p, "':'");
   D->p++;
@@ -547,22 +554,11 @@ static void decode_value(Decoder *D) {
   skip_space(D);
   if (D->p == D->end) fail_expected(D, D->p, "a value");
   switch (*D->p) {
-    case '"':
-      decode_string(D);
-      break;
     case '[':
       decode_container(D, ']');
       break;
     case '{':
       decode_container(D, '}');
-      break;
-    case 't':
-      match_word(D, "true");
-      lua_pushboolean(L, 1);
-      break;
-    case 'f':
-      match_word(D, "false");
-      lua_pushboolean(L, 0);
       break;
     case 'n':
       match_word(D, "null");
@@ -572,13 +568,8 @@ static void decode_value(Decoder *D) {
       match_word(D, "NaN");
       lua_pushnumber(L, NAN);
       break;
-    case '-': case 'I':
-    case '0': case '1': case '2': case '3': case '4':
-    case '5': case '6': case '7': case '8': case '9':
-      decode_number(D);
-      break;
     default:
-      fail_expected(D, D->p, "a value");
+      if (!decode_scalar(D)) fail_expected(D, D->p, "a value");
   }
 }
 
