@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #include "lutil.h"
 #include "parlua.h"
@@ -105,6 +107,42 @@ void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
     }
   }
   lua_setmetatable(L, -2);
+}
+
+/* Pushes t[name] for the table t on top, without metamethods; returns its type. */
+static int push_raw_field(lua_State *L, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, -2);
+}
+
+int par_push_randomseed(lua_State *L) {
+  int top = lua_gettop(L);
+  if (lua_checkstack(L, 3)
+      && lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE
+      && push_raw_field(L, "math") == LUA_TTABLE
+      && push_raw_field(L, "randomseed") == LUA_TFUNCTION) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return 1;
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/* Seeds math.random from the kernel's entropy, mixed with the pid and the clock should it have none to give. */
+static void reseed_random(lua_State *L) {
+  uint64_t seed[2] = {0, 0};
+  if (!par_push_randomseed(L)) return;
+  if (getrandom(seed, sizeof seed, GRND_NONBLOCK) != (ssize_t)sizeof seed) seed[0] = seed[1] = 0;
+  lua_pushinteger(L, (lua_Integer)(seed[0] ^ (uint64_t)par_now_ns()));
+  lua_pushinteger(L, (lua_Integer)(seed[1] ^ (uint64_t)getpid()));
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1); /* a script's own randomseed that raised */
+}
+
+pid_t par_fork(lua_State *L) {
+  pid_t pid = proc_fork();
+  if (pid == 0) reseed_random(L);
+  return pid;
 }
 
 static int buffer_gc(lua_State *L) {
