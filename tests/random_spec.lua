@@ -94,6 +94,24 @@ describe("a process par forks", function()
     assert.are_not.same(draws(), results[2])
   end)
 
+  it("calls a randomseed the script put in math in each child instead", function()
+    local own = math.randomseed
+    local calls = par.channel()
+    math.randomseed = function(...)
+      calls:put(par.pid())
+      return own(...)
+    end
+    local ok, got = pcall(two_workers_draw)
+    math.randomseed = own
+    assert.is_true(ok, tostring(got))
+    assert.are_not.same(got[1], got[2])
+    assert.are_not.same(draws(), got[1])
+    local seeded = {}
+    for _ = 1, 2 do seeded[#seeded + 1] = calls:get(0) end
+    assert.are.equal(2, #seeded)
+    assert.are_not.equal(par.pid(), seeded[1])
+  end)
+
   it("still forks when the script removed the math library", function()
     local status, out, err = helpers.run_lua([[
       local par = require "par"
