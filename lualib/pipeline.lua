@@ -9,7 +9,7 @@ Pipeline.__index = Pipeline
 Pipeline.__name = "par.Pipeline"
 
 -- Adds a parallel stage: fn runs on every item in a worker; a nil result
--- drops the item. opts as for par.imap (workers, init, capacity, ordered).
+-- drops the item. opts as for par.imap (workers, init, capacity, ordered, seed).
 function Pipeline:map(fn, opts)
   local mt = getmetatable(fn)
   if type(fn) ~= "function" and not (type(mt) == "table" and mt.__call) then

@@ -35,7 +35,7 @@ enum FrameType {
 /* Byte offsets inside payloads: 64-bit integers, then JSON text to the end. */
 enum FrameLayout {
   JOB_LO = 0, JOB_HI = 8, JOB_SIZE = 16,            /* FRAME_JOB, FRAME_LAST_JOB */
-  ITEM_ID = 0, ITEM_VALUE = 8,                      /* FRAME_ITEM: id, then the item */
+  ITEM_SLOT = 0, ITEM_ID = 8, ITEM_VALUE = 16,      /* FRAME_ITEM: slot, push id, the item */
   RESULTS_LO = 0, RESULTS_NS = 8, RESULTS_LIST = 16, /* lo, elapsed ns, JSON array */
   ERROR_INDEX = 0, ERROR_VALUE = 8,                 /* FRAME_ERROR, FRAME_INIT_ERROR */
   RETURNED_COUNT = 0, RETURNED_LIST = 8             /* FRAME_RETURNED: count, JSON array */

@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
+#include <unistd.h>
+#include <sys/random.h>
 
 #include "lutil.h"
 #include "parlua.h"
@@ -105,6 +107,95 @@ void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
     }
   }
   lua_setmetatable(L, -2);
+}
+
+/* Pushes t[name] for the table t on top, without metamethods; returns its type. */
+static int push_raw_field(lua_State *L, const char *name) {
+  lua_pushstring(L, name);
+  return lua_rawget(L, -2);
+}
+
+int par_push_randomseed(lua_State *L) {
+  int top = lua_gettop(L);
+  if (lua_checkstack(L, 3)
+      && lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE
+      && push_raw_field(L, "math") == LUA_TTABLE
+      && push_raw_field(L, "randomseed") == LUA_TFUNCTION) {
+    lua_replace(L, top + 1);
+    lua_settop(L, top + 1);
+    return 1;
+  }
+  lua_settop(L, top);
+  return 0;
+}
+
+/*
+** Fresh seeds for a new process's math.random: the kernel's entropy, mixed
+** with the clock, this pid and a count of its forks, which still tell
+** processes apart should the kernel have none to give.
+*/
+static void fresh_seeds(lua_Integer seed[2]) {
+  static uint64_t forks;
+  uint64_t bytes[2] = {0, 0};
+  if (getrandom(bytes, sizeof bytes, GRND_NONBLOCK) != (ssize_t)sizeof bytes) bytes[0] = bytes[1] = 0;
+  seed[0] = (lua_Integer)(bytes[0] ^ (uint64_t)par_now_ns());
+  seed[1] = (lua_Integer)(bytes[1] ^ ((uint64_t)getpid() << 32 | ++forks));
+}
+
+/* Calls the randomseed on top of the stack, popping it, with fresh seeds; an error it raises is dropped. */
+static void call_randomseed(lua_State *L) {
+  lua_Integer seed[2];
+  fresh_seeds(seed);
+  lua_pushinteger(L, seed[0]);
+  lua_pushinteger(L, seed[1]);
+  if (lua_pcall(L, 2, 0, 0) != LUA_OK) lua_pop(L, 1);
+}
+
+#define RANDOM_STATE_MAX 64
+
+/*
+** The bytes math.random draws from, when the randomseed at index 'fn' is
+** Lua's own: a C function whose first upvalue is a small userdata. NULL
+** for any other.
+*/
+static void *random_state(lua_State *L, int fn, size_t *size) {
+  void *state = NULL;
+  if (lua_iscfunction(L, fn) && lua_getupvalue(L, fn, 1) != NULL) {
+    if (lua_type(L, -1) == LUA_TUSERDATA && lua_rawlen(L, -1) <= RANDOM_STATE_MAX) {
+      state = lua_touserdata(L, -1);
+      *size = lua_rawlen(L, -1);
+    }
+    lua_pop(L, 1);
+  }
+  return state;
+}
+
+/*
+** Each page a child touches costs it a fault, code pages too (a fork
+** maps none of them), and calling randomseed in the child touched about
+** ten: as many as the rest of a small map's worker. So the parent seeds
+** the generator for the child just before the fork and puts its own
+** state back just after. A randomseed that is not Lua's own runs in the
+** child.
+*/
+pid_t par_fork(lua_State *L) {
+  unsigned char saved[RANDOM_STATE_MAX];
+  size_t size = 0;
+  void *state;
+  pid_t pid;
+  if (!par_push_randomseed(L)) return proc_fork();
+  state = random_state(L, lua_gettop(L), &size);
+  if (state == NULL) {
+    pid = proc_fork();
+    if (pid == 0) call_randomseed(L);
+    else lua_pop(L, 1);
+    return pid;
+  }
+  memcpy(saved, state, size);
+  call_randomseed(L);
+  pid = proc_fork();
+  if (pid != 0) memcpy(state, saved, size);
+  return pid;
 }
 
 static int buffer_gc(lua_State *L) {

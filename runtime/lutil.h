@@ -6,6 +6,7 @@
 #define PARLUA_LUTIL_H
 
 #include <stdint.h>
+#include <sys/types.h>
 
 #include <lua.h>
 #include <lauxlib.h>
@@ -64,6 +65,20 @@ void par_check_callable(lua_State *L, int arg);
 */
 void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction release, int closable);
+
+/*
+** Pushes math.randomseed as the math library was loaded (package.loaded's,
+** whatever the global 'math' is now) and returns 1; pushes nothing and
+** returns 0 when the script has no math library or no randomseed in it.
+*/
+int par_push_randomseed(lua_State *L);
+
+/*
+** proc_fork, and in the child math.random reseeded from fresh entropy: a
+** child would otherwise draw the very numbers its parent and its siblings
+** draw. Every process par forks to run Lua is forked here.
+*/
+pid_t par_fork(lua_State *L);
 
 /* Pushes an empty Buffer marked to-be-closed: freed however the call ends. */
 Buffer *par_push_buffer(lua_State *L);

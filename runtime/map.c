@@ -57,7 +57,7 @@ typedef struct MapRun {
 } MapRun;
 
 static const char *const map_options[] = {
-  "workers", "chunk", "on_error", "init", "timeout", "retries", NULL
+  "workers", "chunk", "on_error", "init", "timeout", "retries", "seed", NULL
 };
 
 static lua_Integer range_size(MapRun *m) {
@@ -466,7 +466,7 @@ int par_map(lua_State *L) {
   m.n = n;
   m.next = 1;
   m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
-  m.task = (WorkerTask){1, 2, m.opts.init, m.opts.timeout > 0, 0, 0, 0};
+  m.task = (WorkerTask){1, 2, m.opts.init, m.opts.timeout > 0, 0, 0, 0, m.opts.seeded, m.opts.seed};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);
   lua_pushnil(L);
   m.leftover_slot = lua_gettop(L);

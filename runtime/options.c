@@ -49,6 +49,13 @@ static void read_option(lua_State *L, int arg, const char *name, ParOptions *o) 
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'ordered' must be a boolean (got %s)",
                                             luaL_typename(L, -1)));
     o->ordered = lua_toboolean(L, -1);
+  } else if (strcmp(name, "seed") == 0) {
+    int isint = 0;
+    o->seed = lua_type(L, -1) == LUA_TNUMBER ? lua_tointegerx(L, -1, &isint) : 0;
+    if (!isint)
+      luaL_argerror(L, arg, lua_pushfstring(L, "option 'seed' must be an integer (got %s)",
+                                            luaL_tolstring(L, -1, NULL)));
+    o->seeded = 1;
   } else if (strcmp(name, "init") == 0) {
     if (lua_type(L, -1) != LUA_TFUNCTION)
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'init' must be a function (got %s)",

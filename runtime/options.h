@@ -16,6 +16,8 @@ typedef struct ParOptions {
   int ordered;       /* -1: not given, else 0 or 1 */
   double timeout;    /* seconds per item, 0 for none */
   lua_Integer retries;
+  int seeded;        /* a seed was given: each item's math.random starts from it */
+  lua_Integer seed;
 } ParOptions;
 
 /*

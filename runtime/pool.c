@@ -115,7 +115,7 @@ const char *pool_start(lua_State *L, Pool *p, int k, int commands, WorkerMain ma
   /* cleared before the fork: cleared after, it could wipe out the first
      item the worker already marked, which a time-out would then never see */
   p->progress[k].item = 0;
-  pid = proc_fork();
+  pid = par_fork(L);
   if (pid == 0) {
     main(L, cmd.child, res.child, &p->progress[k], arg);
     proc_exit(0); /* not reached: main ends the process */

@@ -44,7 +44,7 @@ enum {
 /* An item between push and its result. Slots are numbered from 1. */
 typedef struct Slot {
   lua_Integer id; /* 0 when free */
-  Buffer frame;   /* FRAME_ITEM: the slot number, then the item's JSON */
+  Buffer frame;   /* FRAME_ITEM: the slot number, the id, then the item's JSON */
 } Slot;
 
 /* Integers in arrival order, growing as needed. */
@@ -62,6 +62,8 @@ typedef struct Queue {
   lua_Integer running;          /* pushed and not finished */
   lua_Integer next_in_order;    /* ordered queues: the id pop returns next */
   lua_Integer retries;
+  int seeded;                   /* opts.seed was given, for every worker it starts */
+  lua_Integer seed;
   Slot *slots;
   int slot_count;
   Ring free_slots;
@@ -75,7 +77,7 @@ typedef struct Queue {
 } Queue;
 
 static const char *const queue_options[] = {
-  "workers", "init", "capacity", "ordered", "on_error", "timeout", "retries", NULL
+  "workers", "init", "capacity", "ordered", "on_error", "timeout", "retries", "seed", NULL
 };
 
 static Queue *check_queue(lua_State *L) {
@@ -174,7 +176,8 @@ static lua_Integer take_slot(lua_State *L, Queue *q, lua_Integer id) {
   frame = slot->frame; /* swap: the slot's old buffer becomes the next scratch */
   slot->frame = q->scratch;
   q->scratch = frame;
-  frame_put64(slot->frame.data + FRAME_HEADER + ITEM_ID, (uint64_t)s);
+  frame_put64(slot->frame.data + FRAME_HEADER + ITEM_SLOT, (uint64_t)s);
+  frame_put64(slot->frame.data + FRAME_HEADER + ITEM_ID, (uint64_t)id);
   return s;
 }
 
@@ -195,7 +198,7 @@ static void free_queue_memory(Queue *q) {
 
 /* Forks worker k; returns NULL, or the system call that failed (errno set). */
 static const char *start_worker(lua_State *L, Queue *q, int k) {
-  WorkerTask task = {0, 0, 0, q->pool->timeout_ns > 0, 0, 0, 0};
+  WorkerTask task = {0, 0, 0, q->pool->timeout_ns > 0, 0, 0, 0, q->seeded, q->seed};
   int top = lua_gettop(L);
   const char *failed;
   get_uv(L, UV_FN);
@@ -431,7 +434,7 @@ static void encode_item(lua_State *L, Queue *q) {
   b->len = 0;
   if (frame_begin(b, FRAME_ITEM) != 0 || buffer_reserve(b, ITEM_VALUE) != 0)
     luaL_error(L, "par.queue: out of memory");
-  b->len += ITEM_VALUE; /* the slot number, once it has one */
+  b->len += ITEM_VALUE; /* the slot number and id, once it has them */
   if (codec_encode(L, 2, b, "item", err, sizeof err) != 0) luaL_argerror(L, 2, err);
   frame_finish(b, 0);
 }
@@ -611,6 +614,8 @@ int par_queue(lua_State *L) {
   q->collect = o.collect;
   q->pool->timeout_ns = (int64_t)(o.timeout * 1e9);
   q->retries = o.retries;
+  q->seeded = o.seeded;
+  q->seed = o.seed;
   lua_pushvalue(L, 1);
   lua_setiuservalue(L, -2, UV_FN);
   if (o.init != 0) {

@@ -293,7 +293,7 @@ int par_spawn(lua_State *L) {
     par_push_syscall_error(L, "par.spawn", "fork", failed);
     return lua_error(L);
   }
-  pid = proc_fork();
+  pid = par_fork(L);
   if (pid == 0) run_child(L, nargs, res.child);
   proc_link_close_child(&res);
   if (pid < 0) {

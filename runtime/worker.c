@@ -6,6 +6,7 @@
 #include "codec.h"
 #include "frame.h"
 #include "jsontext.h"
+#include "lutil.h"
 #include "proc.h"
 #include "worker.h"
 
@@ -78,7 +79,8 @@ typedef struct RangeRun {
   Buffer *out;
   const char *item;
   size_t item_len;
-  int stamp;
+  lua_Integer item_id;  /* the encoded item's id: its seed's second half */
+  const WorkerTask *t;
   size_t frame;         /* offset in out of the open results frame, or NO_FRAME */
   lua_Integer frame_lo; /* the first item in it */
   int64_t frame_ns;     /* when it was opened */
@@ -146,6 +148,18 @@ static void add_result(lua_State *L, RangeRun *r) {
   lua_pop(L, 1);
 }
 
+/*
+** Seeds math.random for item r->next from the task's seed and the item's
+** list index or id, so its numbers do not depend on which worker runs it,
+** after which items, or how often.
+*/
+static void seed_item(lua_State *L, RangeRun *r) {
+  if (!par_push_randomseed(L)) return;
+  lua_pushinteger(L, r->t->seed);
+  lua_pushinteger(L, r->item != NULL ? r->item_id : r->next);
+  lua_call(L, 2, 0);
+}
+
 /* Results left on the stack before they are popped together. */
 #define RESULTS_KEPT 32
 
@@ -156,11 +170,12 @@ static void add_result(lua_State *L, RangeRun *r) {
 static int run_items(lua_State *L) {
   RangeRun *r = lua_touserdata(L, 1);
   int n = 0;
-  luaL_checkstack(L, RESULTS_KEPT + 2, "cannot run items");
+  luaL_checkstack(L, RESULTS_KEPT + 3, "cannot run items");
   for (; r->next <= r->hi; r->next++) {
     if (r->frame == NO_FRAME) open_results(r);
-    if (r->stamp) r->progress->started_ns = par_now_ns();
+    if (r->t->stamp) r->progress->started_ns = par_now_ns();
     r->progress->item = r->next;
+    if (r->t->seeded) seed_item(L, r);
     lua_pushvalue(L, 2);
     if (r->item != NULL) codec_decode(L, r->item, r->item_len);
     else lua_rawgeti(L, 3, r->next);
@@ -190,8 +205,9 @@ static void send_outcomes(int res) {
 
 /* Runs items lo..hi and adds their outcome frames to the unsent ones. */
 static void run_range(lua_State *L, const WorkerTask *t, int msgh, Progress *progress,
-                      lua_Integer lo, lua_Integer hi, const char *item, size_t item_len) {
-  RangeRun r = {progress, lo, hi, &unsent, item, item_len, t->stamp, NO_FRAME, 0, 0};
+                      lua_Integer lo, lua_Integer hi, const char *item, size_t item_len,
+                      lua_Integer item_id) {
+  RangeRun r = {progress, lo, hi, &unsent, item, item_len, item_id, t, NO_FRAME, 0, 0};
   while (r.next <= r.hi) {
     lua_pushcfunction(L, run_items);
     lua_pushlightuserdata(L, &r);
@@ -232,7 +248,7 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
   msgh = lua_gettop(L);
   if (t->init != 0) run_init(L, t, msgh, res);
   if (t->first_lo > 0) { /* no round trip for the first range */
-    run_range(L, t, msgh, progress, t->first_lo, t->first_hi, NULL, 0);
+    run_range(L, t, msgh, progress, t->first_lo, t->first_hi, NULL, 0, 0);
     if (t->first_is_last) finish_work(res);
   }
   for (;;) {
@@ -246,11 +262,12 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
     if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */
     if ((type == FRAME_JOB || type == FRAME_LAST_JOB) && len == JOB_SIZE) {
       run_range(L, t, msgh, progress, (lua_Integer)frame_get64(payload + JOB_LO),
-                (lua_Integer)frame_get64(payload + JOB_HI), NULL, 0);
+                (lua_Integer)frame_get64(payload + JOB_HI), NULL, 0, 0);
       if (type == FRAME_LAST_JOB) finish_work(res);
     } else if (type == FRAME_ITEM && len >= ITEM_VALUE) {
-      lua_Integer id = (lua_Integer)frame_get64(payload + ITEM_ID);
-      run_range(L, t, msgh, progress, id, id, payload + ITEM_VALUE, len - ITEM_VALUE);
+      lua_Integer slot = (lua_Integer)frame_get64(payload + ITEM_SLOT);
+      run_range(L, t, msgh, progress, slot, slot, payload + ITEM_VALUE, len - ITEM_VALUE,
+                (lua_Integer)frame_get64(payload + ITEM_ID));
     }
   }
 }

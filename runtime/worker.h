@@ -16,6 +16,8 @@ typedef struct WorkerTask {
   int stamp; /* write each item's start time to its Progress (for time-outs) */
   lua_Integer first_lo, first_hi; /* a first range given through the fork, or 0 */
   int first_is_last;              /* ... and nothing after it: exit once it is sent */
+  int seeded;       /* before each item: math.randomseed(seed, the item's index or id) */
+  lua_Integer seed;
 } WorkerTask;
 
 /*
