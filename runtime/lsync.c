@@ -429,8 +429,11 @@ static const luaL_Reg value_methods[] = {
 };
 
 int par_value(lua_State *L) {
-  int is_float = lua_type(L, 1) == LUA_TNUMBER && !lua_isinteger(L, 1);
-  uint64_t bits = number_bits(L, 1, is_float);
+  int is_float;
+  uint64_t bits;
+  luaL_checktype(L, 1, LUA_TNUMBER); /* not a numeric string, which would fix the kind by chance */
+  is_float = !lua_isinteger(L, 1);
+  bits = number_bits(L, 1, is_float);
   Shared *h = push_shared(L, "par.value", sizeof bits, VALUE_CLASS, value_methods, shared_release);
   h->is_float = is_float;
   *(uint64_t *)h->mem = bits;
