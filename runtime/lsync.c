@@ -38,25 +38,58 @@ typedef struct Shared {
 } Shared;
 
 /*
+** Gives the object on top of the stack the metatable 'class', made on
+** first use: the methods as __index, then the metamethods (or NULL), and
+** 'release' as __gc and __close. Every method and metamethod has the
+** metatable as upvalue 1, for check_shared: luaL_checkudata looks the
+** class up by name, which took half the time of a lock's acquire.
+*/
+static void set_class(lua_State *L, const char *class, const luaL_Reg *methods,
+                      const luaL_Reg *metamethods, lua_CFunction release) {
+  if (luaL_newmetatable(L, class)) {
+    lua_newtable(L);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods"); /* for an __index among the metamethods */
+    lua_setfield(L, -2, "__index");
+    if (metamethods != NULL) {
+      lua_pushvalue(L, -1);
+      luaL_setfuncs(L, metamethods, 1);
+    }
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+}
+
+/*
 ** Pushes a new object of 'class' and maps its size bytes. The class comes
 ** first, so an object whose mapping failed is still collected as one.
 */
 static Shared *push_shared(lua_State *L, const char *fn, size_t size, const char *class,
-                           const luaL_Reg *methods, lua_CFunction release) {
+                           const luaL_Reg *methods, const luaL_Reg *metamethods,
+                           lua_CFunction release) {
   Shared *h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
-  par_set_class(L, class, methods, release, 1);
-  h->mem = shm_map(size);
+  set_class(L, class, methods, metamethods, release);
+  h->mem = shm_map(size > 0 ? size : 1);
   if (h->mem == NULL) {
     par_push_syscall_error(L, fn, "system", "mmap");
     lua_error(L);
   }
-  h->size = size;
+  h->size = size > 0 ? size : 1;
   return h;
 }
 
+/* The object at 1, of the class whose metatable is upvalue 1 of the running function. */
 static Shared *check_shared(lua_State *L, const char *class) {
-  Shared *h = luaL_checkudata(L, 1, class);
+  Shared *h = lua_touserdata(L, 1);
+  if (h == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, class);
+  lua_pop(L, 1);
   if (h->mem == NULL) luaL_error(L, "%s: used after it was closed", class);
   return h;
 }
@@ -158,7 +191,7 @@ int par_lock(lua_State *L) {
     recursive = lua_toboolean(L, -1);
     lua_pop(L, 1);
   }
-  h = push_shared(L, "par.lock", sizeof(pthread_mutex_t), LOCK_CLASS, lock_methods, lock_gc);
+  h = push_shared(L, "par.lock", sizeof(pthread_mutex_t), LOCK_CLASS, lock_methods, NULL, lock_gc);
   if ((err = shm_mutex_init(h->mem, recursive)) != 0) {
     errno = err;
     par_push_syscall_error(L, "par.lock", "system", "pthread_mutex_init");
@@ -211,7 +244,7 @@ int par_semaphore(lua_State *L) {
   Shared *h;
   luaL_argcheck(L, n >= 0 && n <= INT32_MAX, 1, "count must be 0 .. 2^31-1");
   h = push_shared(L, "par.semaphore", sizeof(ShmSemaphore), SEMAPHORE_CLASS,
-                  semaphore_methods, shared_release);
+                  semaphore_methods, NULL, shared_release);
   ((ShmSemaphore *)h->mem)->count = (uint32_t)n;
   return 1;
 }
@@ -250,7 +283,7 @@ static const luaL_Reg event_methods[] = {
 };
 
 int par_event(lua_State *L) {
-  push_shared(L, "par.event", sizeof(ShmEvent), EVENT_CLASS, event_methods, shared_release);
+  push_shared(L, "par.event", sizeof(ShmEvent), EVENT_CLASS, event_methods, NULL, shared_release);
   return 1;
 }
 
@@ -322,7 +355,7 @@ int par_barrier(lua_State *L) {
   int err;
   luaL_argcheck(L, n >= 1 && n <= BARRIER_MAX, 1, "parties must be 1 .. 2^20");
   h = push_shared(L, "par.barrier", shm_barrier_size((uint32_t)n), BARRIER_CLASS,
-                  barrier_methods, shared_release);
+                  barrier_methods, NULL, shared_release);
   if ((err = shm_barrier_init(h->mem, (uint32_t)n)) != 0) {
     errno = err;
     par_push_syscall_error(L, "par.barrier", "system", "pthread_mutex_init");
@@ -434,7 +467,8 @@ int par_value(lua_State *L) {
   luaL_checktype(L, 1, LUA_TNUMBER); /* not a numeric string, which would fix the kind by chance */
   is_float = !lua_isinteger(L, 1);
   bits = number_bits(L, 1, is_float);
-  Shared *h = push_shared(L, "par.value", sizeof bits, VALUE_CLASS, value_methods, shared_release);
+  Shared *h = push_shared(L, "par.value", sizeof bits, VALUE_CLASS, value_methods, NULL,
+                          shared_release);
   h->is_float = is_float;
   *(uint64_t *)h->mem = bits;
   return 1;
@@ -448,11 +482,13 @@ static uint64_t *array_slot(lua_State *L, Shared *h, int arg) {
   return (uint64_t *)h->mem + (i - 1);
 }
 
-/* __index: an element for a number, else a method (the upvalue holds them). */
+/* __index: an element for a number, else a method. */
 static int array_index(lua_State *L) {
   Shared *h = check_shared(L, ARRAY_CLASS);
   if (lua_type(L, 2) != LUA_TNUMBER) {
-    lua_gettable(L, lua_upvalueindex(1));
+    lua_getfield(L, lua_upvalueindex(1), "methods");
+    lua_pushvalue(L, 2);
+    lua_rawget(L, -2);
     return 1;
   }
   push_number(L, __atomic_load_n(array_slot(L, h, 2), __ATOMIC_SEQ_CST), h->is_float);
@@ -501,23 +537,12 @@ static const luaL_Reg array_methods[] = {
   {NULL, NULL}
 };
 
-/* Gives the array on top of the stack its metatable, made on first use. */
-static void set_array_class(lua_State *L) {
-  if (luaL_newmetatable(L, ARRAY_CLASS)) {
-    luaL_newlib(L, array_methods);
-    lua_pushcclosure(L, array_index, 1);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, array_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, array_len);
-    lua_setfield(L, -2, "__len");
-    lua_pushcfunction(L, shared_release);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, shared_release);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-}
+static const luaL_Reg array_metamethods[] = {
+  {"__index", array_index},
+  {"__newindex", array_newindex},
+  {"__len", array_len},
+  {NULL, NULL}
+};
 
 /* True if the list at 1 holds a float, which makes the array's default kind "float". */
 static int holds_float(lua_State *L, lua_Integer n) {
@@ -562,15 +587,8 @@ int par_array(lua_State *L) {
   luaL_argcheck(L, n >= 0 && n <= ARRAY_MAX, 1, "length must be 0 .. 2^36");
   is_float = lua_isnoneornil(L, 2) ? from_list && holds_float(L, n)
                                    : luaL_checkoption(L, 2, NULL, kinds) == 1;
-  h = lua_newuserdatauv(L, sizeof *h, 0);
-  memset(h, 0, sizeof *h);
-  set_array_class(L);
-  h->mem = shm_map(n > 0 ? (size_t)n * sizeof(uint64_t) : 1);
-  if (h->mem == NULL) {
-    par_push_syscall_error(L, "par.array", "system", "mmap");
-    return lua_error(L);
-  }
-  h->size = n > 0 ? (size_t)n * sizeof(uint64_t) : 1;
+  h = push_shared(L, "par.array", (size_t)n * sizeof(uint64_t), ARRAY_CLASS, array_methods,
+                  array_metamethods, shared_release);
   h->n = n;
   h->is_float = is_float;
   if (from_list) fill_array(L, h);
