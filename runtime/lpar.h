@@ -8,5 +8,11 @@ int par_map(lua_State *L);     /* map.c */
 int par_queue(lua_State *L);   /* queue.c */
 int par_spawn(lua_State *L);   /* spawn.c */
 int par_channel(lua_State *L); /* channel.c */
+int par_lock(lua_State *L);      /* lsync.c */
+int par_semaphore(lua_State *L); /* lsync.c */
+int par_event(lua_State *L);     /* lsync.c */
+int par_barrier(lua_State *L);   /* lsync.c */
+int par_value(lua_State *L);     /* lsync.c */
+int par_array(lua_State *L);     /* lsync.c */
 
 #endif

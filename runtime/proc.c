@@ -467,6 +467,22 @@ int proc_sleep_until(int64_t deadline) {
   return caught_signal;
 }
 
+int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig) {
+  Interrupts in;
+  int done;
+  catch_interrupts(&in);
+  for (;;) {
+    int64_t until = par_now_ns() + INTERRUPT_CHECK_MS * 1000000LL;
+    if (deadline >= 0 && deadline < until) until = deadline;
+    done = step(arg, until);
+    if (done != 0 || caught_signal != 0) break;
+    if (deadline >= 0 && par_now_ns() >= deadline) break;
+  }
+  release_interrupts(&in);
+  *sig = caught_signal;
+  return done == 0 && *sig != 0 ? -1 : done;
+}
+
 int proc_thread_count(void) {
   struct stat st;
   /* the task directory links its threads and . and ..: one syscall, no text to parse */

@@ -140,6 +140,18 @@ int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 */
 int proc_sleep_until(int64_t deadline);
 
+/*
+** A wait for something proc_poll cannot poll (a futex, a mutex): calls
+** step(arg, until) until it returns nonzero, which is returned; step
+** blocks at most until 'until' on the par_now_ns clock, a slice short
+** enough to see a signal. Ends with 0 when the deadline (-1: none) passes
+** and, like proc_poll, with -1 on SIGINT or SIGTERM, the signal in *sig
+** (also set, whatever is returned, for a signal that came as step
+** succeeded: the caller undoes it). step runs at least once.
+*/
+typedef int (*ProcWaitStep)(void *arg, int64_t until);
+int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig);
+
 /* Threads in this process (from /proc/self/task), or 0 if unknown. */
 int proc_thread_count(void);
 

@@ -5,10 +5,11 @@
 local layers = {
   {"parlua", "alloc", "buffer", "jsontext", "codec", "encode", "decode", "chunks"},
   {"proc", "cpus"},
+  {"shm"},
   {"frame", "lutil", "options"},
   {"pool"},
   {"worker", "dispatch"},
-  {"lpar", "map", "queue", "spawn", "channel"},
+  {"lpar", "map", "queue", "spawn", "channel", "lsync"},
   {"host"},
 }
 
