@@ -65,6 +65,7 @@ static const luaL_Reg par_functions[] = {
   {"queue", par_queue},
   {"spawn", par_spawn},
   {"channel", par_channel},
+  {"pipe", par_pipe},
   {"workers", par_workers},
   {"pid", par_pid},
   {"now", par_now},

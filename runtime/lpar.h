@@ -8,5 +8,6 @@ int par_map(lua_State *L);     /* map.c */
 int par_queue(lua_State *L);   /* queue.c */
 int par_spawn(lua_State *L);   /* spawn.c */
 int par_channel(lua_State *L); /* channel.c */
+int par_pipe(lua_State *L);    /* pipe.c */
 
 #endif

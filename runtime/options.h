@@ -16,6 +16,7 @@ typedef struct ParOptions {
   int ordered;       /* -1: not given, else 0 or 1 */
   double timeout;    /* seconds per item, 0 for none */
   lua_Integer retries;
+  lua_Integer max_bytes; /* 0: the default */
 } ParOptions;
 
 /*

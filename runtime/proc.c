@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -274,13 +276,13 @@ int proc_seqpacket_pair(int fds[2]) {
 
 /*
 ** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
-** copy of that descriptor. Blocks while the queue is full, a slice at a
+** copy of that descriptor. With 'wait' it blocks while the queue is full, a slice at a
 ** time (the send time-out of proc_seqpacket_pair), so that a SIGINT or
 ** SIGTERM ends the wait: then -1, the signal in *sig (a signal that came
 ** as the datagram went out is in *sig too). Never raises SIGPIPE.
 ** Returns 0 or -1 with errno set.
 */
-int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *sig) {
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int wait, int *sig) {
   Interrupts in;
   ssize_t sent;
   int saved;
@@ -305,7 +307,7 @@ int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *s
   }
   *sig = 0;
   if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
-  if (errno != EAGAIN && errno != EINTR) return -1;
+  if ((errno != EAGAIN && errno != EINTR) || !wait) return -1;
   catch_interrupts(&in);
   do {
     sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -465,6 +467,28 @@ int proc_sleep_until(int64_t deadline) {
   }
   release_interrupts(&in);
   return caught_signal;
+}
+
+int proc_wait_word(uint32_t *word, uint32_t seen, int64_t deadline, int *sig) {
+  Interrupts in;
+  int woken = 0;
+  catch_interrupts(&in);
+  while (caught_signal == 0 && !woken) {
+    int ms = sleep_ms(deadline);
+    struct timespec slice = {0, (long)ms * 1000000};
+    if (__atomic_load_n(word, __ATOMIC_ACQUIRE) != seen) break;
+    /* a futex on a shared mapping: not FUTEX_PRIVATE_FLAG */
+    woken = syscall(SYS_futex, word, FUTEX_WAIT, seen, &slice, NULL, 0) == 0;
+    if (deadline >= 0 && par_now_ns() >= deadline) break;
+  }
+  release_interrupts(&in);
+  *sig = caught_signal;
+  if (*sig != 0) return -1;
+  return woken || __atomic_load_n(word, __ATOMIC_ACQUIRE) != seen;
+}
+
+void proc_wake_word(uint32_t *word) {
+  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 int proc_thread_count(void) {

@@ -6,9 +6,10 @@ local layers = {
   {"parlua", "alloc", "buffer", "jsontext", "codec", "encode", "decode", "chunks"},
   {"proc", "cpus"},
   {"frame", "lutil", "options"},
+  {"message"},
   {"pool"},
   {"worker", "dispatch"},
-  {"lpar", "map", "queue", "spawn", "channel"},
+  {"lpar", "map", "queue", "spawn", "channel", "pipe"},
   {"host"},
 }
 
