@@ -11,8 +11,8 @@
 ** the message into an overflow ring in shared memory instead of waiting,
 ** and a writer keeps spilling while the ring is not empty, so that its
 ** messages stay in order. A reader takes from the ring only when, with the
-** ring's lock held, the socket is empty: whatever was sent before a
-** spilled message is gone by then. A record is written, then committed by
+** ring's lock held, the socket was seen empty after the record was
+** spilled: whatever its writer sent before it is gone by then. A record is written, then committed by
 ** one store of 'tail' (taken by one store of 'head'), under a robust
 ** mutex: a process killed at any moment leaves the ring whole.
 **
@@ -73,6 +73,7 @@ typedef struct Shared {
   uint32_t closed;
   uint32_t sleepers;    /* readers waiting for the bell */
   uint64_t head, tail;  /* ring offsets, only growing: the first record, the end */
+  uint64_t clear_to;    /* records before it were spilled before the socket was seen empty */
 } Shared;
 
 typedef struct Channel {
@@ -163,9 +164,11 @@ static enum Unspill unspill(Channel *ch, Buffer *in) {
   lock_ring(s);
   if (s->head == s->tail) {
     r = UNSPILL_NONE;
-  } else if (socket_has_message(ch->recv_fd)) {
+  } else if (s->head >= s->clear_to && socket_has_message(ch->recv_fd)) {
     r = UNSPILL_SOCKET_FIRST;
   } else {
+    /* what their writers sent before them is gone: no need to look again for these */
+    if (s->head >= s->clear_to) s->clear_to = s->tail;
     uint64_t len;
     ring_read(ch, s->head, header, RECORD_HEADER);
     len = frame_get64(header);

@@ -20,6 +20,13 @@
 
 #define PIPE_METATABLE "par.Pipe"
 
+/*
+** recv looks again for this long before it sleeps: the answer of a peer
+** running on another core often comes sooner than a sleeping process
+** would wake up.
+*/
+#define RECV_SPIN_NS 50000
+
 typedef struct Pipe {
   int fd; /* -1 once closed in this process */
   size_t datagram_max;
@@ -50,13 +57,16 @@ static int pipe_send(lua_State *L) {
 static int pipe_recv(lua_State *L) {
   Pipe *p = check_open(L, 1);
   int64_t deadline = par_deadline(L, 2);
+  int64_t spin_until = par_now_ns() + RECV_SPIN_NS;
   Buffer *in;
   lua_settop(L, 2);
   in = message_push_inbox(L, "par.pipe");
+  if (deadline >= 0 && deadline < spin_until) spin_until = deadline;
   for (;;) {
     int got = message_try_receive(L, p->fd, in, "par.pipe", "recv");
     if (got == 1) return 1;
     if (got < 0) return message_push_none(L, "closed");
+    if (par_now_ns() < spin_until) continue;
     if (!par_wait_readable(L, p->fd, deadline, "par.pipe", "waiting in recv"))
       return message_push_none(L, "timeout");
   }
