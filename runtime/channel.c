@@ -3,28 +3,44 @@
 **
 ** A channel is a SOCK_SEQPACKET socket pair made by par.channel(); every
 ** process forked later holds both ends. A put sends one datagram and a get
-** takes one, so the kernel hands each message, whole, to exactly one reader:
-** many writers and readers need no lock, and a process killed at any moment
-** has sent a whole message or nothing. Nothing can be left torn or locked.
+** takes one (message.h), so the kernel hands each message, whole, to
+** exactly one reader: many writers and readers need no lock, and a process
+** killed at any moment has sent a whole message or nothing.
 **
-** A datagram is a frame header (frame.h) followed by:
-**   FRAME_VALUE the value's codec text, when it fits in a datagram;
-**   FRAME_MEMFD   padding only: the text is in a memfd passed with SCM_RIGHTS.
+** The socket holds some hundreds of messages. When it is full, put spills
+** the message into an overflow ring in shared memory instead of waiting,
+** and a writer keeps spilling while the ring is not empty, so that its
+** messages stay in order. A reader takes from the ring only when, with the
+** ring's lock held, the socket was seen empty after the record was
+** spilled: whatever its writer sent before it is gone by then. A record is written, then committed by
+** one store of 'tail' (taken by one store of 'head'), under a robust
+** mutex: a process killed at any moment leaves the ring whole.
 **
-** close() is shutdown(SHUT_WR) of the sending socket, one kernel object
-** shared by every process: later sends fail with EPIPE, blocked readers and
-** writers wake up, and a receive reports end of file once the queue is empty.
+** A reader waits on the socket and on a semaphore eventfd, the bell, which
+** a spill rings when a reader is asleep ('sleepers'): a reader counts
+** itself asleep, then looks at the ring once more, then waits.
+**
+** 'waiting' counts the messages put and not yet taken (#ch): put reserves
+** a place first, which a channel with a capacity waits for (a futex).
+**
+** close() marks the shared page closed under the ring's lock, so no spill
+** lands after it, then shuts down the sending socket, one kernel object
+** shared by every process: later sends fail with EPIPE, blocked readers
+** wake up, and a receive reports end of file once the queue is empty.
 */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
+
+#include <linux/sockios.h>
 
 #include <lauxlib.h>
 
@@ -33,211 +49,375 @@
 #include "frame.h"
 #include "lpar.h"
 #include "lutil.h"
+#include "message.h"
+#include "options.h"
 #include "proc.h"
 
 #define CHANNEL_METATABLE "par.Channel"
-#define SCRATCH_METATABLE "par.ChannelScratch"
 
-/* Values whose text is at most this long travel inside their datagram. */
-#define INLINE_MAX (64 * 1024)
+/* The ring's default size: the memory spilled messages may take. */
+#define DEFAULT_MAX_BYTES ((lua_Integer)1 << 30)
 
-/*
-** The send buffer asked for, which is the queue's capacity: Linux doubles
-** it and caps it by net.core.wmem_max (about 416 KiB by default).
-*/
-#define QUEUE_BYTES (512 * 1024)
+/* The ring is sized and its memory given back in pieces this big. */
+#define RING_CHUNK ((size_t)1 << 20)
 
-/*
-** The kernel charges the send buffer only for the datagram, not for a
-** memfd it carries, so a big message's datagram is padded to 1/BIG_WEIGHT
-** of its size: big messages fill the queue too, and put blocks when tens of
-** MB are waiting instead of filling memory.
-*/
-#define BIG_WEIGHT 64
+/* The shared page before the ring. */
+#define SHARED_BYTES 4096
 
-/* How long put waits before trying again when too many descriptors are in flight. */
-#define FD_LIMIT_RETRY_NS 10000000
+/* Each spilled record: its text's length, then the text. */
+#define RECORD_HEADER 8
+
+typedef struct Shared {
+  pthread_mutex_t lock; /* robust: guards head, tail and closed */
+  uint32_t waiting;     /* messages put and not yet taken; capacity waits on it */
+  uint32_t closed;
+  uint32_t sleepers;    /* readers waiting for the bell */
+  uint64_t head, tail;  /* ring offsets, only growing: the first record, the end */
+  uint64_t clear_to;    /* records before it were spilled before the socket was seen empty */
+} Shared;
 
 typedef struct Channel {
   int send_fd; /* -1 once collected */
   int recv_fd;
+  int bell_fd;
   size_t datagram_max; /* the longest datagram put sends */
+  uint32_t capacity;   /* 0: no limit */
+  Shared *shared;      /* NULL once collected; the ring follows it */
+  char *ring;
+  size_t ring_size;
 } Channel;
+
+/* ---- the ring ----------------------------------------------------------- */
+
+static void lock_ring(Shared *s) {
+  /* a holder killed midway changed nothing: each change is one store */
+  if (pthread_mutex_lock(&s->lock) == EOWNERDEAD) pthread_mutex_consistent(&s->lock);
+}
+
+static void unlock_ring(Shared *s) {
+  pthread_mutex_unlock(&s->lock);
+}
+
+static int ring_is_empty(Shared *s) {
+  uint64_t head = __atomic_load_n(&s->head, __ATOMIC_SEQ_CST); /* head first: it never passes tail */
+  return head == __atomic_load_n(&s->tail, __ATOMIC_SEQ_CST);
+}
+
+static void ring_write(Channel *ch, uint64_t at, const char *p, size_t n) {
+  size_t pos = (size_t)(at % ch->ring_size), first = ch->ring_size - pos;
+  if (first > n) first = n;
+  memcpy(ch->ring + pos, p, first);
+  memcpy(ch->ring, p + first, n - first);
+}
+
+static void ring_read(Channel *ch, uint64_t at, char *p, size_t n) {
+  size_t pos = (size_t)(at % ch->ring_size), first = ch->ring_size - pos;
+  if (first > n) first = n;
+  memcpy(p, ch->ring + pos, first);
+  memcpy(p + first, ch->ring, n - first);
+}
+
+/* Gives back the memory of the chunks wholly between offsets from and to. */
+static void ring_release(Channel *ch, uint64_t from, uint64_t to) {
+  uint64_t c;
+  for (c = from / RING_CHUNK; c < to / RING_CHUNK; c++)
+    madvise(ch->ring + (size_t)(c * RING_CHUNK % ch->ring_size), RING_CHUNK, MADV_REMOVE);
+}
+
+/* Appends the text of the frame in msg; 0, or EPIPE when closed, ENOSPC when full. */
+static int spill(Channel *ch, Buffer *msg) {
+  Shared *s = ch->shared;
+  size_t len = msg->len - FRAME_HEADER;
+  char header[RECORD_HEADER];
+  int err = 0;
+  uint64_t one = 1;
+  lock_ring(s);
+  if (s->closed) {
+    err = EPIPE;
+  } else if (RECORD_HEADER + len > ch->ring_size - (size_t)(s->tail - s->head)) {
+    err = ENOSPC;
+  } else {
+    frame_put64(header, len);
+    ring_write(ch, s->tail, header, RECORD_HEADER);
+    ring_write(ch, s->tail + RECORD_HEADER, msg->data + FRAME_HEADER, len);
+    __atomic_store_n(&s->tail, s->tail + RECORD_HEADER + len, __ATOMIC_SEQ_CST);
+  }
+  unlock_ring(s);
+  if (err == 0 && __atomic_load_n(&s->sleepers, __ATOMIC_SEQ_CST) > 0)
+    (void)!write(ch->bell_fd, &one, sizeof one); /* it only fails when 2^64 rings wait */
+  return err;
+}
+
+/* The socket has a datagram waiting (end of file does not count). */
+static int socket_has_message(int fd) {
+  int bytes = 0;
+  return ioctl(fd, SIOCINQ, &bytes) == 0 && bytes > 0;
+}
+
+enum Unspill { UNSPILL_NONE, UNSPILL_TOOK, UNSPILL_SOCKET_FIRST, UNSPILL_NO_MEMORY };
+
+/* Moves the ring's first record into 'in' (its text, in->len bytes), unless the socket goes first. */
+static enum Unspill unspill(Channel *ch, Buffer *in) {
+  Shared *s = ch->shared;
+  enum Unspill r = UNSPILL_TOOK;
+  char header[RECORD_HEADER];
+  lock_ring(s);
+  if (s->head == s->tail) {
+    r = UNSPILL_NONE;
+  } else if (s->head >= s->clear_to && socket_has_message(ch->recv_fd)) {
+    r = UNSPILL_SOCKET_FIRST;
+  } else {
+    /* what their writers sent before them is gone: no need to look again for these */
+    if (s->head >= s->clear_to) s->clear_to = s->tail;
+    uint64_t len;
+    ring_read(ch, s->head, header, RECORD_HEADER);
+    len = frame_get64(header);
+    in->len = 0;
+    if (buffer_reserve(in, (size_t)len) != 0) {
+      r = UNSPILL_NO_MEMORY;
+    } else {
+      uint64_t next = s->head + RECORD_HEADER + len;
+      ring_read(ch, s->head + RECORD_HEADER, in->data, (size_t)len);
+      in->len = (size_t)len;
+      ring_release(ch, s->head, next);
+      __atomic_store_n(&s->head, next, __ATOMIC_SEQ_CST);
+    }
+  }
+  unlock_ring(s);
+  return r;
+}
+
+/* ---- the count of messages waiting --------------------------------------- */
+
+/* Waits for room and takes a place; 1, or 0 at the deadline. Raises once closed. */
+static int reserve(lua_State *L, Channel *ch, int64_t deadline) {
+  Shared *s = ch->shared;
+  for (;;) {
+    uint32_t n = __atomic_load_n(&s->waiting, __ATOMIC_SEQ_CST);
+    int sig, woken;
+    if (__atomic_load_n(&s->closed, __ATOMIC_SEQ_CST))
+      return luaL_error(L, "par.channel: put on a closed channel");
+    if (ch->capacity == 0 || n < ch->capacity) {
+      if (__atomic_compare_exchange_n(&s->waiting, &n, n + 1, 0, __ATOMIC_SEQ_CST,
+                                      __ATOMIC_SEQ_CST))
+        return 1;
+      continue;
+    }
+    woken = proc_wait_word(&s->waiting, n, deadline, &sig);
+    if (sig != 0) {
+      par_push_interrupted(L, "par.channel", sig, "waiting in put");
+      return lua_error(L);
+    }
+    if (!woken) return 0;
+  }
+}
+
+/* Gives a place back: a message was taken, or a put failed. */
+static void release_place(Channel *ch) {
+  Shared *s = ch->shared;
+  uint32_t n = __atomic_load_n(&s->waiting, __ATOMIC_SEQ_CST);
+  /* never below 0, which a process killed between reserve and send could cause */
+  while (n > 0 && !__atomic_compare_exchange_n(&s->waiting, &n, n - 1, 0, __ATOMIC_SEQ_CST,
+                                               __ATOMIC_SEQ_CST)) {
+  }
+  if (ch->capacity != 0 && n >= ch->capacity) proc_wake_word(&s->waiting);
+}
 
 /* ---- put ---------------------------------------------------------------- */
 
-/* Sends msg (a FRAME_VALUE frame too long for a datagram) in a memfd; *sig as proc_send_datagram's. */
-static int send_in_memfd(Channel *ch, Buffer *msg, int *sig) {
-  static char padding[INLINE_MAX]; /* zeros, in .bss rather than the binary */
-  size_t len = msg->len - FRAME_HEADER;
-  size_t pad = len / BIG_WEIGHT;
-  struct iovec iov[2];
-  int fd, sent, saved;
-  if (pad > ch->datagram_max - FRAME_HEADER) pad = ch->datagram_max - FRAME_HEADER;
-  *sig = 0;
-  fd = proc_memfd_with("par.channel", msg->data + FRAME_HEADER, len);
-  if (fd < 0) return -1;
-  msg->data[0] = FRAME_MEMFD; /* the header keeps the text's length */
-  iov[0] = (struct iovec){msg->data, FRAME_HEADER};
-  iov[1] = (struct iovec){(void *)padding, pad};
-  /* the in-flight descriptors of a user are limited: wait for readers to take some */
-  for (;;) {
-    sent = proc_send_datagram(ch->send_fd, iov, 2, fd, sig);
-    if (sent == 0 || errno != ETOOMANYREFS) break;
-    if ((*sig = proc_sleep_until(par_now_ns() + FD_LIMIT_RETRY_NS)) != 0) break;
-  }
-  saved = errno;
-  close(fd);
-  errno = saved;
-  return sent;
+static Channel *check_channel(lua_State *L) {
+  Channel *ch = luaL_checkudata(L, 1, CHANNEL_METATABLE);
+  if (ch->shared == NULL) luaL_error(L, "par.channel: the channel was collected");
+  return ch;
 }
 
-static int send_message(Channel *ch, Buffer *msg, int *sig) {
-  struct iovec iov;
-  if (msg->len > ch->datagram_max) return send_in_memfd(ch, msg, sig);
-  iov = (struct iovec){msg->data, msg->len};
-  return proc_send_datagram(ch->send_fd, &iov, 1, -1, sig);
+/* Sends, or spills when the socket is full or the ring not empty; 0 or an errno. */
+static int send_or_spill(Channel *ch, Buffer *msg) {
+  int sig;
+  if (ring_is_empty(ch->shared)) {
+    if (message_send(ch->send_fd, msg, ch->datagram_max, 0, &sig) == 0) return 0;
+    if (errno != EAGAIN && errno != ETOOMANYREFS) return errno;
+  }
+  return spill(ch, msg);
 }
 
 static int channel_put(lua_State *L) {
-  Channel *ch = luaL_checkudata(L, 1, CHANNEL_METATABLE);
+  Channel *ch = check_channel(L);
+  int64_t deadline = par_deadline(L, 3);
   Buffer *msg;
-  char err[256];
-  int sig, sent;
-  luaL_argcheck(L, !lua_isnoneornil(L, 2), 2, "cannot send nil (get returns nil for no message)");
-  lua_settop(L, 2);
-  msg = par_push_buffer(L);
-  if (frame_begin(msg, FRAME_VALUE) != 0) return luaL_error(L, "par.channel: not enough memory");
-  if (codec_encode(L, 2, msg, "value", err, sizeof err) != 0) return luaL_argerror(L, 2, err);
-  frame_finish(msg, 0);
-  sent = send_message(ch, msg, &sig) == 0;
-  if (sig != 0) { /* sent or not, the signal is the user's to act on */
-    par_push_interrupted(L, "par.channel", sig, "waiting in put");
-    return lua_error(L);
+  int err;
+  lua_settop(L, 3);
+  msg = message_encode(L, 2, "par.channel");
+  if (!reserve(L, ch, deadline)) return message_push_none(L, "timeout");
+  err = send_or_spill(ch, msg);
+  if (err == 0) {
+    lua_pushboolean(L, 1);
+    return 1;
   }
-  if (sent) return 0;
-  if (errno == EPIPE) return luaL_error(L, "par.channel: put on a closed channel");
-  return luaL_error(L, "par.channel: put failed: %s", strerror(errno));
+  release_place(ch);
+  if (err == ENOSPC)
+    return luaL_error(L, "par.channel: full (%I bytes of messages waiting in memory, max_bytes = %I)",
+                      (lua_Integer)(ch->shared->tail - ch->shared->head),
+                      (lua_Integer)ch->ring_size);
+  return message_send_error(L, "par.channel", "put", "channel", err);
 }
 
 /* ---- get ---------------------------------------------------------------- */
 
-/* Replaces the datagram in 'in' by the text in the memfd fd, which it closes. */
-static void read_memfd(lua_State *L, Buffer *in, int fd, uint64_t len) {
-  int failed, saved;
-  in->len = 0;
-  if (buffer_reserve(in, (size_t)len) != 0) {
-    failed = 1;
-    errno = ENOMEM;
-  } else {
-    failed = proc_pread_all(fd, in->data, (size_t)len) != 0;
-  }
-  saved = errno;
-  close(fd);
-  if (failed) luaL_error(L, "par.channel: get cannot read a message: %s", strerror(saved));
+/* Takes one token of the bell, if any: a spill rang it for a reader asleep. */
+static void take_ring(Channel *ch) {
+  uint64_t token;
+  (void)!read(ch->bell_fd, &token, sizeof token); /* EAGAIN: no token, nothing to do */
 }
 
-/* Pushes the value carried by the datagram of n bytes in 'in' (fd: its memfd or -1). */
-static int push_message(lua_State *L, Buffer *in, size_t n, int fd) {
-  char type = n >= FRAME_HEADER ? in->data[0] : 0;
-  uint64_t len = n >= FRAME_HEADER ? frame_get64(in->data + 1) : 0;
-  if (type == FRAME_VALUE && fd < 0 && len == n - FRAME_HEADER) {
-    codec_decode(L, in->data + FRAME_HEADER, (size_t)len);
-    return 1;
+/* Waits for the socket or the bell; 0 at the deadline. */
+static int wait_for_message(lua_State *L, Channel *ch, int64_t deadline) {
+  Shared *s = ch->shared;
+  struct pollfd fds[2] = {{ch->recv_fd, POLLIN, 0}, {ch->bell_fd, POLLIN, 0}};
+  int ready = 1, sig = 0;
+  __atomic_add_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+  if (ring_is_empty(s)) ready = proc_poll(fds, 2, deadline, &sig);
+  __atomic_sub_fetch(&s->sleepers, 1, __ATOMIC_SEQ_CST);
+  if (sig != 0) {
+    par_push_interrupted(L, "par.channel", sig, "waiting in get");
+    return lua_error(L);
   }
-  if (type == FRAME_MEMFD && fd >= 0) {
-    read_memfd(L, in, fd, len);
-    codec_decode(L, in->data, (size_t)len);
-    return 1;
-  }
-  if (fd >= 0) close(fd);
-  return luaL_error(L, "par.channel: get received a malformed message");
-}
-
-static int push_no_message(lua_State *L, const char *why) {
-  lua_pushnil(L);
-  lua_pushstring(L, why);
-  return 2;
+  if (ready > 0 && (fds[1].revents & POLLIN)) take_ring(ch);
+  return ready != 0;
 }
 
 static int channel_get(lua_State *L) {
-  Channel *ch = luaL_checkudata(L, 1, CHANNEL_METATABLE);
+  Channel *ch = check_channel(L);
   int64_t deadline = par_deadline(L, 2);
-  int ends = 0;
+  int ends = 0, socket_first = 0;
   Buffer *in;
   lua_settop(L, 2);
-  in = par_push_buffer(L);
-  if (buffer_reserve(in, FRAME_HEADER + INLINE_MAX) != 0)
-    return luaL_error(L, "par.channel: not enough memory");
+  in = message_push_inbox(L, "par.channel");
   for (;;) {
-    int fd, lost;
-    ssize_t n = proc_recv_datagram(ch->recv_fd, in->data, in->cap, MSG_DONTWAIT, &fd, &lost);
-    if (lost) {
-      if (fd >= 0) close(fd);
-      return luaL_error(L, "par.channel: get lost a message: no descriptor free to receive it");
+    int got = 0;
+    /* while the ring holds messages, unspill says when the socket has some */
+    if (socket_first || ring_is_empty(ch->shared)) {
+      got = message_try_receive(L, ch->recv_fd, in, "par.channel", "get");
+      if (got == 1) {
+        release_place(ch);
+        return 1;
+      }
+      socket_first = 0;
     }
-    if (n > 0) return push_message(L, in, (size_t)n, fd);
+    switch (unspill(ch, in)) {
+      case UNSPILL_TOOK:
+        release_place(ch);
+        codec_decode(L, in->data, in->len);
+        return 1;
+      case UNSPILL_SOCKET_FIRST:
+        socket_first = 1;
+        continue;
+      case UNSPILL_NO_MEMORY:
+        return luaL_error(L, "par.channel: not enough memory");
+      case UNSPILL_NONE:
+        break;
+    }
     /*
     ** End of file means closed and empty. But a receive that found the
     ** queue empty may see the close only after a put that raced with it
     ** landed; once a close has been seen no put can land, so the second
-    ** end of file is final.
+    ** end of file is final (the ring was looked at after it).
     */
-    if (n == 0 && ++ends == 2) return push_no_message(L, "closed");
-    if (n < 0 && errno != EAGAIN)
-      return luaL_error(L, "par.channel: get failed: %s", strerror(errno));
-    if (n < 0 && !par_wait_readable(L, ch->recv_fd, deadline, "par.channel", "waiting in get"))
-      return push_no_message(L, "timeout");
+    if (got < 0 && ++ends == 2) return message_push_none(L, "closed");
+    if (got == 0 && !wait_for_message(L, ch, deadline)) return message_push_none(L, "timeout");
   }
 }
 
-/* ---- close, collection, creation ---------------------------------------- */
+/* ---- len, close, collection, creation ------------------------------------ */
+
+static int channel_len(lua_State *L) {
+  Channel *ch = check_channel(L);
+  lua_pushinteger(L, (lua_Integer)__atomic_load_n(&ch->shared->waiting, __ATOMIC_SEQ_CST));
+  return 1;
+}
 
 static int channel_close(lua_State *L) {
-  Channel *ch = luaL_checkudata(L, 1, CHANNEL_METATABLE);
+  Channel *ch = check_channel(L);
+  Shared *s = ch->shared;
+  lock_ring(s);
+  __atomic_store_n(&s->closed, 1, __ATOMIC_SEQ_CST);
+  unlock_ring(s);
+  proc_wake_word(&s->waiting); /* puts waiting for room raise */
   if (shutdown(ch->send_fd, SHUT_WR) != 0)
     return luaL_error(L, "par.channel: close failed: %s", strerror(errno));
   return 0;
 }
 
-/* Closes this process's descriptors only; the channel stays open for the others. */
+/* Lets go of this process's descriptors and mapping only; the channel stays open for the others. */
 static int channel_gc(lua_State *L) {
   Channel *ch = lua_touserdata(L, 1);
   if (ch->send_fd >= 0) close(ch->send_fd);
   if (ch->recv_fd >= 0) close(ch->recv_fd);
-  ch->send_fd = ch->recv_fd = -1;
+  if (ch->bell_fd >= 0) close(ch->bell_fd);
+  if (ch->shared != NULL) munmap(ch->shared, SHARED_BYTES + ch->ring_size);
+  ch->send_fd = ch->recv_fd = ch->bell_fd = -1;
+  ch->shared = NULL;
   return 0;
 }
 
 static const luaL_Reg channel_methods[] = {
   {"put", channel_put},
   {"get", channel_get},
+  {"len", channel_len},
   {"close", channel_close},
   {NULL, NULL}
 };
 
-/* Sizes the queue; returns the longest datagram it takes comfortably. */
-static size_t size_queue(int send_fd) {
-  int bytes = QUEUE_BYTES;
-  socklen_t size = sizeof bytes;
-  /* best effort: on failure 'bytes' keeps the size asked for */
-  setsockopt(send_fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
-  getsockopt(send_fd, SOL_SOCKET, SO_SNDBUF, &bytes, &size);
-  if ((size_t)bytes / 4 < FRAME_HEADER + INLINE_MAX) return (size_t)bytes / 4;
-  return FRAME_HEADER + INLINE_MAX;
+/* Maps the shared page and the ring; reserved, its memory taken only as messages spill. */
+static int map_shared(Channel *ch, lua_Integer max_bytes) {
+  pthread_mutexattr_t attr;
+  void *p;
+  ch->ring_size = ((size_t)max_bytes + RING_CHUNK - 1) / RING_CHUNK * RING_CHUNK;
+  p = mmap(NULL, SHARED_BYTES + ch->ring_size, PROT_READ | PROT_WRITE,
+           MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (p == MAP_FAILED) return -1;
+  ch->shared = p;
+  ch->ring = (char *)p + SHARED_BYTES;
+  pthread_mutexattr_init(&attr);
+  pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+  pthread_mutex_init(&ch->shared->lock, &attr);
+  pthread_mutexattr_destroy(&attr);
+  return 0;
 }
 
+static const char *const channel_options[] = {"capacity", "max_bytes", NULL};
+
 int par_channel(lua_State *L) {
-  Channel *ch = lua_newuserdatauv(L, sizeof *ch, 0);
+  ParOptions o;
+  Channel *ch;
   int fds[2];
-  ch->send_fd = ch->recv_fd = -1;
+  options_read(L, 1, channel_options, &o);
+  luaL_argcheck(L, o.capacity <= UINT32_MAX - 1, 1, "option 'capacity' is too large");
+  luaL_argcheck(L, o.max_bytes <= ((lua_Integer)1 << 46), 1, "option 'max_bytes' is too large");
+  ch = lua_newuserdatauv(L, sizeof *ch, 0);
+  ch->send_fd = ch->recv_fd = ch->bell_fd = -1;
+  ch->shared = NULL;
+  ch->capacity = (uint32_t)o.capacity;
   par_set_class(L, CHANNEL_METATABLE, channel_methods, channel_gc, 0);
+  lua_getmetatable(L, -1);
+  lua_pushcfunction(L, channel_len);
+  lua_setfield(L, -2, "__len"); /* #ch */
+  lua_pop(L, 1);
+  if (map_shared(ch, o.max_bytes != 0 ? o.max_bytes : DEFAULT_MAX_BYTES) != 0) {
+    par_push_syscall_error(L, "par.channel", "system", "mmap");
+    return lua_error(L);
+  }
+  if ((ch->bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE)) < 0) {
+    par_push_syscall_error(L, "par.channel", "system", "eventfd");
+    return lua_error(L);
+  }
   if (proc_seqpacket_pair(fds) != 0) {
     par_push_syscall_error(L, "par.channel", "system", "socketpair");
     return lua_error(L);
   }
   ch->recv_fd = fds[0];
   ch->send_fd = fds[1];
-  ch->datagram_max = size_queue(ch->send_fd);
+  ch->datagram_max = message_size_queue(ch->send_fd);
   return 1;
 }

@@ -71,6 +71,7 @@ static const luaL_Reg par_functions[] = {
   {"barrier", par_barrier},
   {"value", par_value},
   {"array", par_array},
+  {"pipe", par_pipe},
   {"workers", par_workers},
   {"pid", par_pid},
   {"now", par_now},

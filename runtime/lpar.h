@@ -14,5 +14,6 @@ int par_event(lua_State *L);     /* lsync.c */
 int par_barrier(lua_State *L);   /* lsync.c */
 int par_value(lua_State *L);     /* lsync.c */
 int par_array(lua_State *L);     /* lsync.c */
+int par_pipe(lua_State *L);    /* pipe.c */
 
 #endif

@@ -44,6 +44,8 @@ static void read_option(lua_State *L, int arg, const char *name, ParOptions *o) 
     o->timeout = lua_tonumber(L, -1);
   } else if (strcmp(name, "capacity") == 0) {
     o->capacity = check_count(L, arg, name, 1);
+  } else if (strcmp(name, "max_bytes") == 0) {
+    o->max_bytes = check_count(L, arg, name, 1);
   } else if (strcmp(name, "ordered") == 0) {
     if (lua_type(L, -1) != LUA_TBOOLEAN)
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'ordered' must be a boolean (got %s)",

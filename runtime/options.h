@@ -18,6 +18,7 @@ typedef struct ParOptions {
   lua_Integer retries;
   int seeded;        /* a seed was given: each item's math.random starts from it */
   lua_Integer seed;
+  lua_Integer max_bytes; /* 0: the default */
 } ParOptions;
 
 /*

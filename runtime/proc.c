@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/futex.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -274,13 +276,13 @@ int proc_seqpacket_pair(int fds[2]) {
 
 /*
 ** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
-** copy of that descriptor. Blocks while the queue is full, a slice at a
+** copy of that descriptor. With 'wait' it blocks while the queue is full, a slice at a
 ** time (the send time-out of proc_seqpacket_pair), so that a SIGINT or
 ** SIGTERM ends the wait: then -1, the signal in *sig (a signal that came
 ** as the datagram went out is in *sig too). Never raises SIGPIPE.
 ** Returns 0 or -1 with errno set.
 */
-int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *sig) {
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int wait, int *sig) {
   Interrupts in;
   ssize_t sent;
   int saved;
@@ -305,7 +307,7 @@ int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *s
   }
   *sig = 0;
   if (sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0) return 0;
-  if (errno != EAGAIN && errno != EINTR) return -1;
+  if ((errno != EAGAIN && errno != EINTR) || !wait) return -1;
   catch_interrupts(&in);
   do {
     sent = sendmsg(fd, &msg, MSG_NOSIGNAL);
@@ -481,6 +483,31 @@ int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig) {
   release_interrupts(&in);
   *sig = caught_signal;
   return done == 0 && *sig != 0 ? -1 : done;
+}
+
+typedef struct WordWait {
+  uint32_t *word;
+  uint32_t seen;
+} WordWait;
+
+static int word_step(void *arg, int64_t until) {
+  WordWait *w = arg;
+  int64_t left = until - par_now_ns();
+  struct timespec slice = {0, 0};
+  if (left > 0) slice = (struct timespec){(time_t)(left / 1000000000), (long)(left % 1000000000)};
+  if (__atomic_load_n(w->word, __ATOMIC_ACQUIRE) != w->seen) return 1;
+  /* a futex on a shared mapping: not FUTEX_PRIVATE_FLAG; 0 means woken */
+  if (syscall(SYS_futex, w->word, FUTEX_WAIT, w->seen, &slice, NULL, 0) == 0) return 1;
+  return __atomic_load_n(w->word, __ATOMIC_ACQUIRE) != w->seen;
+}
+
+int proc_wait_word(uint32_t *word, uint32_t seen, int64_t deadline, int *sig) {
+  WordWait w = {word, seen};
+  return proc_wait(word_step, &w, deadline, sig);
+}
+
+void proc_wake_word(uint32_t *word) {
+  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
 }
 
 int proc_thread_count(void) {

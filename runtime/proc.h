@@ -73,12 +73,13 @@ int proc_seqpacket_pair(int fds[2]);
 
 /*
 ** Sends one datagram made of iov[0 .. count) and, when pass_fd >= 0, a
-** copy of that descriptor. Blocks while the queue is full; a SIGINT or
+** copy of that descriptor. With 'wait' it blocks while the queue is full
+** (without, it fails at once with EAGAIN); a SIGINT or
 ** SIGTERM meanwhile ends the wait, like proc_poll's: -1, the signal in
 ** *sig (also set, with 0 returned, for a signal that came as the datagram
 ** went out). Never raises SIGPIPE. Returns 0 or -1 with errno set.
 */
-int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int *sig);
+int proc_send_datagram(int fd, struct iovec *iov, int count, int pass_fd, int wait, int *sig);
 
 /*
 ** Receives one datagram into buf[0 .. size), retrying on EINTR; 'flags' is
@@ -151,6 +152,17 @@ int proc_sleep_until(int64_t deadline);
 */
 typedef int (*ProcWaitStep)(void *arg, int64_t until);
 int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig);
+
+/*
+** Waits while the 32-bit word, in memory shared between processes, still
+** holds 'seen': until proc_wake_word, the deadline on the par_now_ns clock
+** (-1: none), or a SIGINT or SIGTERM as in proc_poll. Returns 1 when woken
+** or the word changed, 0 at the deadline, -1 with the signal in *sig.
+*/
+int proc_wait_word(uint32_t *word, uint32_t seen, int64_t deadline, int *sig);
+
+/* Wakes every process waiting on word in proc_wait_word. */
+void proc_wake_word(uint32_t *word);
 
 /* Threads in this process (from /proc/self/task), or 0 if unknown. */
 int proc_thread_count(void);

@@ -7,9 +7,10 @@ local layers = {
   {"proc", "cpus"},
   {"shm"},
   {"frame", "lutil", "options"},
+  {"message"},
   {"pool"},
   {"worker", "dispatch"},
-  {"lpar", "map", "queue", "spawn", "channel", "lsync"},
+  {"lpar", "map", "queue", "spawn", "channel", "pipe", "lsync"},
   {"host"},
 }
 

@@ -236,13 +236,13 @@ describe("par.channel", function()
     end)
 
     it("makes a put waiting for room raise when another process closes, its message not sent", function()
-      local ch, waiting = par.channel(), par.channel()
+      local ch, waiting = par.channel({capacity = 8}), par.channel()
       local r = run_roles({
         function()
           waiting:put(par.pid())
           local sent = 0
           local ok, err = pcall(function()
-            while true do -- no reader: the queue fills up, and the last put waits
+            while true do -- no reader: the 8 places fill up, and the last put waits
               ch:put(("x"):rep(1000))
               sent = sent + 1
             end
@@ -313,7 +313,7 @@ describe("par.channel", function()
     end)
 
     it("keeps a queue full of big messages flowing to a slower reader", function()
-      local ch, waiting = par.channel(), par.channel()
+      local ch, waiting = par.channel({capacity = 4}), par.channel()
       local count = 100
       local r = run_roles({
         function()
