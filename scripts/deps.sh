@@ -4,7 +4,7 @@
 set -eu
 need="make gcc pkg-config liblua5.4-dev libreadline-dev lua5.4 lua-cjson"
 case "${1:-build}" in
-  test)  need="$need lua-busted clang libclang-rt-14-dev bsdutils" ;;  # bsdutils: script(1)
+  test)  need="$need lua-busted clang libclang-rt-14-dev bsdutils luarocks openmpi-bin libopenmpi-dev" ;;  # bsdutils: script(1)
   bench) need="$need python3" ;;
 esac
 missing=""
