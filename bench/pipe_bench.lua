@@ -1,5 +1,7 @@
--- par.pipe and par.channel against Python's Pipe and Queue (pipe_bench.py):
--- one line per workload, its name and microseconds per operation.
+-- bench/pipe_bench.lua: par.pipe and par.channel, the Lua side of what
+-- pipe_bench.py does with Python's Pipe and Queue. Prints one line per
+-- workload, its name and par's microseconds per operation:
+--   build/parlua bench/pipe_bench.lua
 local par = require "par"
 
 local function pipe_ping_pong(n)
@@ -37,6 +39,5 @@ local function channel_put_get(n)
   return (par.now() - start) / n
 end
 
-print(("%-60s %8.2f"):format("duplex pipe ping-pong, small ints, 2*10^4", pipe_ping_pong(20000) * 1e6))
-print(("%-60s %8.2f"):format("channel put (parent) / get (worker), 10^5 small ints",
-                             channel_put_get(100000) * 1e6))
+print(("pipe_ping_pong\t%.4f"):format(pipe_ping_pong(20000) * 1e6))
+print(("channel_put_get\t%.4f"):format(channel_put_get(100000) * 1e6))

@@ -47,6 +47,6 @@ def queue_put_get(n):
 
 if __name__ == "__main__":
     print(json.dumps({
-        "duplex pipe ping-pong, small ints, 2*10^4": pipe_ping_pong(20000) * 1e6,
-        "channel put (parent) / get (worker), 10^5 small ints": queue_put_get(100000) * 1e6,
+        "pipe_ping_pong": pipe_ping_pong(20000) * 1e6,
+        "channel_put_get": queue_put_get(100000) * 1e6,
     }))

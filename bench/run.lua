@@ -550,6 +550,60 @@ local function print_codec(rows, err)
 end
 
 ---------------------------------------------------------------------------
+-- side by side: each bench/<name>_bench.lua prints "key<TAB>microseconds"
+-- lines, its bench/<name>_bench.py twin prints one JSON object {key: us}
+
+local SIDE_BY_SIDE = {
+  {title = "shared state: per operation, measured inside a worker, vs Python's multiprocessing",
+   name = "sync", rows = {
+     {"value_add_2workers", "2 workers, v:add 10^5 each (Value + get_lock)", 10},
+     {"lock_uncontended", "lock acquire + release, uncontended, 2*10^5 (Lock)", 2},
+   }},
+  {title = "pipes and channels: per message, vs Python's Pipe and Queue",
+   name = "pipe", rows = {
+     {"pipe_ping_pong", "duplex pipe ping-pong, small ints, 2*10^4 (Pipe)", 3},
+     {"channel_put_get", "channel put (parent) / get (worker), 10^5 small ints (Queue)", 5},
+   }},
+}
+
+-- The "key<TAB>number" lines a command prints, as a table, or nil and why.
+local function read_keyed(cmd)
+  local p = io.popen(cmd)
+  local out, text = {}, p:read("a")
+  local ok = p:close()
+  for key, us in text:gmatch("([%w_]+)\t([%d.eE+-]+)") do out[key] = tonumber(us) end
+  if not ok or next(out) == nil then return nil, "no result from " .. cmd end
+  return out
+end
+
+local function side_by_side(suite)
+  local lua_cmd = shell_quote(arg[-1]) .. " " .. shell_quote(HERE .. "/" .. suite.name .. "_bench.lua")
+  local par_us, err = read_keyed(lua_cmd)
+  local p = io.popen("python3 " .. shell_quote(HERE .. "/" .. suite.name .. "_bench.py") .. " 2>/dev/null")
+  local ok, py = pcall(par.decode, p:read("a"))
+  p:close()
+  return {suite = suite, par = par_us, err = err, python = ok and py or {}}
+end
+
+local function print_side_by_side(result)
+  local suite = result.suite
+  print()
+  print(suite.title .. " (bench/" .. suite.name .. "_bench.lua, .py)")
+  if not result.par then
+    print("  not run: " .. tostring(result.err))
+    return
+  end
+  local lines = {{"workload", "par", "Python", "par vs Python", "goal", "met"}}
+  for _, row in ipairs(suite.rows) do
+    local key, label, goal = row[1], row[2], row[3]
+    local r = ratio(result.python[key], result.par[key])
+    lines[#lines + 1] = {label, fmt_us(result.par[key]), fmt_us(result.python[key]), fmt_ratio(r),
+                         goal .. "x", r == nil and "n/a" or (r >= goal and "met" or "NOT met")}
+  end
+  print_table(lines)
+end
+
+---------------------------------------------------------------------------
 
 local function main()
   io.stdout:setvbuf("line")
@@ -570,6 +624,11 @@ local function main()
   local streaming = bench_streaming()
   progress("running codec ...")
   local codec, codec_err = codec_rows()
+  local sides = {}
+  for _, suite in ipairs(SIDE_BY_SIDE) do
+    progress("running %s ...", suite.name)
+    sides[#sides + 1] = side_by_side(suite)
+  end
 
   print_results(rows)
   print_speedups(rows[4])
@@ -577,6 +636,7 @@ local function main()
   print_floors(rows)
   print_streaming(streaming)
   print_codec(codec, codec_err)
+  for _, result in ipairs(sides) do print_side_by_side(result) end
 end
 
 main()
