@@ -220,7 +220,7 @@ static void release_place(Channel *ch) {
   while (n > 0 && !__atomic_compare_exchange_n(&s->waiting, &n, n - 1, 0, __ATOMIC_SEQ_CST,
                                                __ATOMIC_SEQ_CST)) {
   }
-  if (ch->capacity != 0 && n >= ch->capacity) proc_wake_word(&s->waiting);
+  if (ch->capacity != 0 && n >= ch->capacity) proc_futex_wake(&s->waiting, INT32_MAX);
 }
 
 /* ---- put ---------------------------------------------------------------- */
@@ -342,7 +342,7 @@ static int channel_close(lua_State *L) {
   lock_ring(s);
   __atomic_store_n(&s->closed, 1, __ATOMIC_SEQ_CST);
   unlock_ring(s);
-  proc_wake_word(&s->waiting); /* puts waiting for room raise */
+  proc_futex_wake(&s->waiting, INT32_MAX); /* puts waiting for room raise */
   if (shutdown(ch->send_fd, SHUT_WR) != 0)
     return luaL_error(L, "par.channel: close failed: %s", strerror(errno));
   return 0;

@@ -485,29 +485,35 @@ int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig) {
   return done == 0 && *sig != 0 ? -1 : done;
 }
 
+int proc_futex_wait(uint32_t *word, uint32_t expected, int64_t until) {
+  int64_t left = until - par_now_ns();
+  struct timespec ts;
+  if (left <= 0) return 0;
+  ts.tv_sec = (time_t)(left / 1000000000);
+  ts.tv_nsec = (long)(left % 1000000000);
+  /* the word is in a shared mapping: no FUTEX_PRIVATE_FLAG */
+  return syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0) == 0;
+}
+
+void proc_futex_wake(uint32_t *word, int count) {
+  syscall(SYS_futex, word, FUTEX_WAKE, count, NULL, NULL, 0);
+}
+
 typedef struct WordWait {
   uint32_t *word;
   uint32_t seen;
 } WordWait;
 
-static int word_step(void *arg, int64_t until) {
+static int word_changed(void *arg, int64_t until) {
   WordWait *w = arg;
-  int64_t left = until - par_now_ns();
-  struct timespec slice = {0, 0};
-  if (left > 0) slice = (struct timespec){(time_t)(left / 1000000000), (long)(left % 1000000000)};
   if (__atomic_load_n(w->word, __ATOMIC_ACQUIRE) != w->seen) return 1;
-  /* a futex on a shared mapping: not FUTEX_PRIVATE_FLAG; 0 means woken */
-  if (syscall(SYS_futex, w->word, FUTEX_WAIT, w->seen, &slice, NULL, 0) == 0) return 1;
-  return __atomic_load_n(w->word, __ATOMIC_ACQUIRE) != w->seen;
+  return proc_futex_wait(w->word, w->seen, until) ||
+         __atomic_load_n(w->word, __ATOMIC_ACQUIRE) != w->seen;
 }
 
 int proc_wait_word(uint32_t *word, uint32_t seen, int64_t deadline, int *sig) {
   WordWait w = {word, seen};
-  return proc_wait(word_step, &w, deadline, sig);
-}
-
-void proc_wake_word(uint32_t *word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, NULL, NULL, 0);
+  return proc_wait(word_changed, &w, deadline, sig);
 }
 
 int proc_thread_count(void) {

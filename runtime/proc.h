@@ -161,8 +161,14 @@ int proc_wait(ProcWaitStep step, void *arg, int64_t deadline, int *sig);
 */
 int proc_wait_word(uint32_t *word, uint32_t seen, int64_t deadline, int *sig);
 
-/* Wakes every process waiting on word in proc_wait_word. */
-void proc_wake_word(uint32_t *word);
+/*
+** The futex calls, on a 32-bit word in memory shared between processes:
+** proc_futex_wait sleeps while *word == expected, until woken (returns 1)
+** or 'until' on the par_now_ns clock (0); proc_futex_wake wakes up to
+** count of its sleepers (INT32_MAX: all).
+*/
+int proc_futex_wait(uint32_t *word, uint32_t expected, int64_t until);
+void proc_futex_wake(uint32_t *word, int count);
 
 /* Threads in this process (from /proc/self/task), or 0 if unknown. */
 int proc_thread_count(void);

@@ -6,13 +6,10 @@
 */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,26 +23,6 @@ void *shm_map(size_t size) {
 
 void shm_unmap(void *mem, size_t size) {
   munmap(mem, size);
-}
-
-/* ---- futexes -------------------------------------------------------------- */
-
-/* Sleeps while *word == expected, until woken or 'until' on the par_now_ns clock. */
-static void futex_wait(uint32_t *word, uint32_t expected, int64_t until) {
-  int64_t left = until - par_now_ns();
-  struct timespec ts;
-  if (left <= 0) return;
-  ts.tv_sec = (time_t)(left / 1000000000);
-  ts.tv_nsec = (long)(left % 1000000000);
-  syscall(SYS_futex, word, FUTEX_WAIT, expected, &ts, NULL, 0); /* the word is shared: no FUTEX_PRIVATE_FLAG */
-}
-
-static void futex_wake_all(uint32_t *word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, NULL, NULL, 0);
-}
-
-static void futex_wake_one(uint32_t *word) {
-  syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
 
 /* ---- mutexes -------------------------------------------------------------- */
@@ -119,7 +96,7 @@ static int semaphore_step(void *arg, int64_t until) {
   int got;
   __atomic_add_fetch(&s->waiters, 1, __ATOMIC_SEQ_CST);
   got = semaphore_try(s);
-  if (!got) futex_wait(&s->count, 0, until);
+  if (!got) proc_futex_wait(&s->count, 0, until);
   __atomic_sub_fetch(&s->waiters, 1, __ATOMIC_SEQ_CST);
   return got || semaphore_try(s);
 }
@@ -140,7 +117,7 @@ int shm_semaphore_release(ShmSemaphore *s) {
     if (count >= INT32_MAX) return EOVERFLOW;
   } while (!__atomic_compare_exchange_n(&s->count, &count, count + 1, 1, __ATOMIC_SEQ_CST,
                                         __ATOMIC_RELAXED));
-  if (__atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) > 0) futex_wake_one(&s->count);
+  if (__atomic_load_n(&s->waiters, __ATOMIC_SEQ_CST) > 0) proc_futex_wake(&s->count, 1);
   return 0;
 }
 
@@ -148,7 +125,7 @@ int shm_semaphore_release(ShmSemaphore *s) {
 
 void shm_event_set(ShmEvent *e) {
   __atomic_store_n(&e->set, 1, __ATOMIC_SEQ_CST);
-  if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) > 0) futex_wake_all(&e->set);
+  if (__atomic_load_n(&e->waiters, __ATOMIC_SEQ_CST) > 0) proc_futex_wake(&e->set, INT32_MAX);
 }
 
 void shm_event_clear(ShmEvent *e) {
@@ -164,7 +141,7 @@ static int event_step(void *arg, int64_t until) {
   int set;
   __atomic_add_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
   set = __atomic_load_n(&e->set, __ATOMIC_SEQ_CST);
-  if (!set) futex_wait(&e->set, 0, until);
+  if (!set) proc_futex_wait(&e->set, 0, until);
   __atomic_sub_fetch(&e->waiters, 1, __ATOMIC_SEQ_CST);
   return set || shm_event_is_set(e);
 }
@@ -196,7 +173,7 @@ static void barrier_break(ShmBarrier *b, enum ShmBroken why, pid_t died) {
     b->died = died;
   }
   __atomic_or_fetch(&b->phase, 1, __ATOMIC_SEQ_CST);
-  futex_wake_all(&b->phase);
+  proc_futex_wake(&b->phase, INT32_MAX);
 }
 
 /* Takes b->lock, breaking b if a party died holding it; 0 or EINTR with *sig. */
@@ -251,7 +228,7 @@ static int barrier_step(void *arg, int64_t until) {
   BarrierWait *w = arg;
   int outcome = barrier_outcome(w->b, w->phase);
   if (outcome != 0) return outcome;
-  futex_wait(&w->b->phase, w->phase, until);
+  proc_futex_wait(&w->b->phase, w->phase, until);
   outcome = barrier_outcome(w->b, w->phase);
   if (outcome != 0) return outcome;
   /* no blocking lock inside proc_wait, which would catch signals again */
@@ -293,7 +270,7 @@ int shm_barrier_wait(ShmBarrier *b, int64_t deadline, uint32_t *index, int *sig)
   if (b->arrived == b->parties) {
     b->arrived = 0;
     __atomic_add_fetch(&b->phase, 2, __ATOMIC_SEQ_CST);
-    futex_wake_all(&b->phase);
+    proc_futex_wake(&b->phase, INT32_MAX);
     shm_mutex_unlock(&b->lock);
     return 0;
   }

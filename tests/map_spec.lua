@@ -362,33 +362,37 @@ describe("process hygiene", function()
     assert.are.equal(before, helpers.fd_count())
   end)
 
+  -- What a Lua script run in a new process prints; it must exit with status 0.
+  local function output_of(code)
+    local status, out = helpers.run_lua(code)
+    assert.are.equal(0, status)
+    return out
+  end
+
   it("flushes pending output before forking, so it is written once", function()
-    local status, out = helpers.run_lua([[
+    local out = output_of([[
       local par = require "par"
       io.write("pending ")
       par.map(function(x) return x end, {1, 2, 3})
       io.write("done")
     ]])
-    assert.are.equal(0, status)
     assert.are.equal("pending done", out)
   end)
 
   it("never runs the parent's finalizers in a worker", function()
-    local status, out = helpers.run_lua([[
+    local out = output_of([[
       local par = require "par"
       local guard = setmetatable({}, {__gc = function() io.write("finalized ") end})
       par.map(function(x) return x end, {1, 2, 3}, {workers = 3})
     ]])
-    assert.are.equal(0, status)
     assert.are.equal("finalized ", out)
   end)
 
   it("keeps what workers print, each line once", function()
-    local status, out = helpers.run_lua([[
+    local out = output_of([[
       local par = require "par"
       par.map(function(x) print("item " .. x) end, {1, 2, 3, 4}, {workers = 2})
     ]])
-    assert.are.equal(0, status)
     local lines = {}
     for line in out:gmatch("[^\n]+") do lines[#lines + 1] = line end
     table.sort(lines)

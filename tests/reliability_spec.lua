@@ -37,8 +37,20 @@ local function temp_dir()
   return (shell_out("mktemp -d /tmp/parlua-reliability.XXXXXX"):gsub("%s+$", ""))
 end
 
-local function remove_dir(dir)
-  os.execute("rm -rf '" .. dir .. "'")
+local function remove_dir(path)
+  os.execute("rm -rf '" .. path .. "'")
+end
+
+-- The current test's own temporary folder, in describe blocks that call use_temp_dir().
+local dir
+
+-- Gives each test a fresh dir, removed after the test, after clean_up(dir) if given.
+local function use_temp_dir(clean_up)
+  before_each(function() dir = temp_dir() end)
+  after_each(function()
+    if clean_up then clean_up(dir) end
+    remove_dir(dir)
+  end)
 end
 
 -- Whether process pid still runs. A zombie has ended, it only waits to be reaped.
@@ -124,6 +136,13 @@ local apis = {
   },
 }
 
+-- Declares the tests body(api) makes once for each API, each set in its own describe block.
+local function for_each_api(body)
+  for _, api in ipairs(apis) do
+    describe("(" .. api.name .. ")", function() body(api) end)
+  end
+end
+
 local function with_opts(base, extra)
   local t = {}
   for k, v in pairs(base) do t[k] = v end
@@ -169,9 +188,7 @@ end
 ---------------------------------------------------------------------------
 
 describe("a worker that dies while running an item", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
   for _, api in ipairs(apis) do
     for _, death in ipairs(deaths) do
@@ -267,9 +284,7 @@ describe("a worker that dies in the middle of a par.map range", function()
 end)
 
 describe("an item that raised in a run whose worker then died", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
   -- One worker holds items 1 and 2 at once (a map's range, a queue's items
   -- read in one go): item 1 raises, then item 2 kills the worker before
@@ -323,158 +338,133 @@ end)
 ---------------------------------------------------------------------------
 
 describe("retries", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
-  for _, api in ipairs(apis) do
-    describe("(" .. api.name .. ")", function()
-      it("runs an item that always raises k more times, then reports attempts = k + 1", function()
+  for_each_api(function(api)
+    -- each way an attempt can fail, on every attempt of item 2
+    for _, failure in ipairs({
+      {how = "raises", kind = "error", retries = 2, fail = function() error("always fails") end},
+      {how = "crashes", kind = "crash", retries = 2, fail = function() os.exit(3) end},
+      {how = "overstays its time-out", kind = "timeout", retries = 1, timeout = 0.3,
+       fail = function() par.sleep(30) end},
+    }) do
+      it("runs an item that always " .. failure.how .. " k more times, then reports attempts = k + 1", function()
         local results, errors = api.run(function(x)
           if x == 2 then
             append_pid(dir .. "/attempts")
-            error("always fails")
+            failure.fail()
           end
           return x
-        end, {1, 2, 3}, {workers = 2, retries = 2, on_error = "collect"})
+        end, {1, 2, 3}, {workers = 2, retries = failure.retries, timeout = failure.timeout,
+                         on_error = "collect"})
         assert.are.equal(1, results[1]); assert.are.equal(3, results[3])
-        assert.are.equal("error", errors[2].kind)
-        assert.matches("always fails", errors[2].message)
-        assert.are.equal(3, errors[2].attempts)
-        assert.are.equal(3, #lines_of(dir .. "/attempts"))
+        assert.are.equal(failure.kind, errors[2].kind)
+        if failure.kind == "error" then assert.matches("always fails", errors[2].message) end
+        assert.are.equal(failure.retries + 1, errors[2].attempts)
+        assert.are.equal(failure.retries + 1, #lines_of(dir .. "/attempts"))
       end)
+    end
 
-      it("runs an item that always crashes k more times, then reports attempts = k + 1", function()
-        local results, errors = api.run(function(x)
-          if x == 2 then
-            append_pid(dir .. "/attempts")
-            os.exit(3)
-          end
-          return x
-        end, {1, 2, 3}, {workers = 2, retries = 2, on_error = "collect"})
-        assert.are.equal(1, results[1]); assert.are.equal(3, results[3])
-        assert.are.equal("crash", errors[2].kind)
-        assert.are.equal(3, errors[2].attempts)
-        assert.are.equal(3, #lines_of(dir .. "/attempts"))
-      end)
-
-      it("runs an item that always overstays its time-out k more times, then reports attempts = k + 1", function()
-        local results, errors = api.run(function(x)
-          if x == 2 then
-            append_pid(dir .. "/attempts")
-            par.sleep(30)
-          end
-          return x
-        end, {1, 2, 3}, {workers = 2, retries = 1, timeout = 0.3, on_error = "collect"})
-        assert.are.equal(1, results[1]); assert.are.equal(3, results[3])
-        assert.are.equal("timeout", errors[2].kind)
-        assert.are.equal(2, errors[2].attempts)
-        assert.are.equal(2, #lines_of(dir .. "/attempts"))
-      end)
-
-      it("succeeds with retries = 1 when only the first attempt raises", function()
-        local marker = dir .. "/tried"
-        local results, errors = api.run(function(x)
-          if x == 2 and not exists(marker) then
-            write_file(marker, "")
-            error("first attempt fails")
-          end
-          return x * 10
-        end, {1, 2, 3}, {workers = 2, retries = 1, on_error = "collect"})
-        assert.is_nil(errors)
-        assert.are.same({10, 20, 30}, results)
-        assert.is_true(exists(marker))
-      end)
-
-      it("succeeds with retries = 1 when only the first attempt times out", function()
-        local marker = dir .. "/tried"
-        local results, errors = api.run(function(x)
-          if x == 2 and not exists(marker) then
-            write_file(marker, "")
-            par.sleep(30)
-          end
-          return x * 10
-        end, {1, 2, 3}, {workers = 2, retries = 1, timeout = 0.3, on_error = "collect"})
-        assert.is_nil(errors)
-        assert.are.same({10, 20, 30}, results)
-      end)
-
-      it("succeeds with retries = 1 when only the first attempt crashes, and retries on a fresh worker", function()
-        local marker = dir .. "/tried"
-        local results, errors = api.run(function(x)
-          if x == 2 then
-            append_pid(dir .. "/attempts")
-            if not exists(marker) then
-              write_file(marker, "")
-              os.exit(1)
-            end
-          end
-          return par.pid()
-        end, {1, 2, 3}, {workers = 1, retries = 1}) -- raise mode: nothing may fail
-        assert.is_nil(errors)
-        local attempts = lines_of(dir .. "/attempts")
-        assert.are.equal(2, #attempts)
-        local died, retried = tonumber(attempts[1]), tonumber(attempts[2])
-        assert.are.equal(retried, results[2])
-        assert.are_not.equal(died, retried)
-        assert.is_false(running(died))
-      end)
+    it("succeeds with retries = 1 when only the first attempt raises", function()
+      local marker = dir .. "/tried"
+      local results, errors = api.run(function(x)
+        if x == 2 and not exists(marker) then
+          write_file(marker, "")
+          error("first attempt fails")
+        end
+        return x * 10
+      end, {1, 2, 3}, {workers = 2, retries = 1, on_error = "collect"})
+      assert.is_nil(errors)
+      assert.are.same({10, 20, 30}, results)
+      assert.is_true(exists(marker))
     end)
-  end
+
+    it("succeeds with retries = 1 when only the first attempt times out", function()
+      local marker = dir .. "/tried"
+      local results, errors = api.run(function(x)
+        if x == 2 and not exists(marker) then
+          write_file(marker, "")
+          par.sleep(30)
+        end
+        return x * 10
+      end, {1, 2, 3}, {workers = 2, retries = 1, timeout = 0.3, on_error = "collect"})
+      assert.is_nil(errors)
+      assert.are.same({10, 20, 30}, results)
+    end)
+
+    it("succeeds with retries = 1 when only the first attempt crashes, and retries on a fresh worker", function()
+      local marker = dir .. "/tried"
+      local results, errors = api.run(function(x)
+        if x == 2 then
+          append_pid(dir .. "/attempts")
+          if not exists(marker) then
+            write_file(marker, "")
+            os.exit(1)
+          end
+        end
+        return par.pid()
+      end, {1, 2, 3}, {workers = 1, retries = 1}) -- raise mode: nothing may fail
+      assert.is_nil(errors)
+      local attempts = lines_of(dir .. "/attempts")
+      assert.are.equal(2, #attempts)
+      local died, retried = tonumber(attempts[1]), tonumber(attempts[2])
+      assert.are.equal(retried, results[2])
+      assert.are_not.equal(died, retried)
+      assert.is_false(running(died))
+    end)
+  end)
 end)
 
 ---------------------------------------------------------------------------
 
 describe("timeout", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
-  for _, api in ipairs(apis) do
-    describe("(" .. api.name .. ")", function()
-      it("kills the worker of an item that runs longer, fails it with kind \"timeout\", "
-         .. "and the other items go on (collect)", function()
-        helpers.settle()
-        local before = helpers.child_count()
-        local results, errors = api.run(function(x)
-          if x == 2 then
-            note_pid(dir .. "/slow.pid")
-            par.sleep(30)
-            write_file(dir .. "/slow.finished", "")
-          end
-          return x
-        end, {1, 2, 3, 4}, {workers = 2, timeout = 0.5, on_error = "collect"})
-        assert.are.equal(1, results[1]); assert.are.equal(3, results[3]); assert.are.equal(4, results[4])
-        assert.is_nil(results[2])
-        assert.are.equal("timeout", errors[2].kind)
-        assert.are.equal(2, errors[2].index)
-        assert.matches("ran longer than", errors[2].message, 1, true)
-        assert.is_false(running(pid_in(dir .. "/slow.pid")), "the overstaying worker still runs")
-        assert.is_false(exists(dir .. "/slow.finished"), "the overstaying item ran to its end")
-        assert.are.equal(before, helpers.child_count())
-      end)
-
-      it("raises at once with kind \"timeout\" (raise), leaving no worker behind", function()
-        helpers.settle()
-        local before = helpers.child_count()
-        local ok, err = pcall(api.run, function(x)
-          if x == 1 then
-            note_pid(dir .. "/slow.pid")
-            par.sleep(30)
-            write_file(dir .. "/slow.finished", "")
-          end
-          return x
-        end, {1, 2, 3}, {workers = 2, timeout = 0.5})
-        assert.is_false(ok)
-        assert.are.equal("table", type(err), tostring(err))
-        assert.are.equal("timeout", err.kind)
-        assert.are.equal(1, err.index)
-        assert.is_false(running(pid_in(dir .. "/slow.pid")), "the overstaying worker still runs")
-        assert.is_false(exists(dir .. "/slow.finished"), "the overstaying item ran to its end")
-        assert.are.equal(before, helpers.child_count())
-      end)
-    end)
+  -- The function whose item 'slow' sleeps 30 s, having noted its worker's pid.
+  local function overstaying(slow)
+    return function(x)
+      if x == slow then
+        note_pid(dir .. "/slow.pid")
+        par.sleep(30)
+        write_file(dir .. "/slow.finished", "")
+      end
+      return x
+    end
   end
+
+  -- The overstaying item's worker was killed before it ended, and reaped.
+  local function assert_overstayer_gone(children_before)
+    assert.is_false(running(pid_in(dir .. "/slow.pid")), "the overstaying worker still runs")
+    assert.is_false(exists(dir .. "/slow.finished"), "the overstaying item ran to its end")
+    assert.are.equal(children_before, helpers.child_count())
+  end
+
+  for_each_api(function(api)
+    it("kills the worker of an item that runs longer, fails it with kind \"timeout\", "
+       .. "and the other items go on (collect)", function()
+      helpers.settle()
+      local before = helpers.child_count()
+      local results, errors = api.run(overstaying(2), {1, 2, 3, 4},
+                                      {workers = 2, timeout = 0.5, on_error = "collect"})
+      assert.are.equal(1, results[1]); assert.are.equal(3, results[3]); assert.are.equal(4, results[4])
+      assert.is_nil(results[2])
+      assert.are.equal("timeout", errors[2].kind)
+      assert.are.equal(2, errors[2].index)
+      assert.matches("ran longer than", errors[2].message, 1, true)
+      assert_overstayer_gone(before)
+    end)
+
+    it("raises at once with kind \"timeout\" (raise), leaving no worker behind", function()
+      helpers.settle()
+      local before = helpers.child_count()
+      local ok, err = pcall(api.run, overstaying(1), {1, 2, 3}, {workers = 2, timeout = 0.5})
+      assert.is_false(ok)
+      assert.are.equal("table", type(err), tostring(err))
+      assert.are.equal("timeout", err.kind)
+      assert.are.equal(1, err.index)
+      assert_overstayer_gone(before)
+    end)
+  end)
 
   it("applies to an item a queue pop is waiting for", function()
     local q <close> = par.queue(function(s) par.sleep(s); return s end,
@@ -544,12 +534,7 @@ local function kill_all(dir)
 end
 
 describe("an interrupted parent", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function()
-    kill_all(dir)
-    remove_dir(dir)
-  end)
+  use_temp_dir(kill_all)
 
   for _, signal in ipairs({"INT", "TERM"}) do
     for _, script in ipairs(slow_bodies) do
@@ -596,7 +581,7 @@ describe("an interrupted parent", function()
 
   for _, wait in ipairs({
     {name = "par.sleep", body = "par.sleep(30)"},
-    {name = "par.channel", body = "local ch = par.channel(); while true do ch:put((\"x\"):rep(1000)) end"},
+    {name = "par.channel", body = "local ch = par.channel({capacity = 1}); while true do ch:put(1) end"},
   }) do
     it("raises \"interrupted\" on SIGINT while " .. wait.name .. " waits", function()
       start_script(dir, wait.body)
@@ -633,12 +618,7 @@ describe("an interrupted parent", function()
 end)
 
 describe("a parent killed with SIGKILL", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function()
-    kill_all(dir)
-    remove_dir(dir)
-  end)
+  use_temp_dir(kill_all)
 
   for _, script in ipairs(slow_bodies) do
     it("takes the workers of its " .. script.name .. " with it", function()
@@ -653,9 +633,7 @@ end)
 ---------------------------------------------------------------------------
 
 describe("a failing init", function()
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
   local inits = {
     {how = "raises", says = "init is broken", fn = function(counter)
@@ -672,31 +650,19 @@ describe("a failing init", function()
     end},
   }
 
-  local callers = {
-    {name = "par.map", call = function(fn, list, opts) return par.map(fn, list, opts) end},
-    {name = "par.queue", call = function(fn, list, opts)
-      local q <close> = par.queue(fn, opts)
-      for _, item in ipairs(list) do q:push(item) end
-      q:close()
-      local results = {}
-      for id, result in q:results() do results[id] = result end
-      return results
-    end},
-  }
-
-  for _, caller in ipairs(callers) do
+  for _, api in ipairs(apis) do
     for _, init in ipairs(inits) do
       for _, mode in ipairs({"raise", "collect"}) do
-        it("that " .. init.how .. " is one error of kind \"init\" from " .. caller.name
+        it("that " .. init.how .. " is one error of kind \"init\" from " .. api.name
            .. " (on_error = \"" .. mode .. "\"), with no respawn loop", function()
           helpers.settle()
           local before = helpers.child_count()
           local counter = dir .. "/inits"
-          local ok, err = pcall(caller.call, function(x) return x end, {1, 2, 3, 4, 5, 6},
+          local ok, err = pcall(api.run, function(x) return x end, {1, 2, 3, 4, 5, 6},
                                 {workers = 2, on_error = mode, init = init.fn(counter)})
           assert.is_false(ok)
           assert.are.equal("table", type(err), tostring(err))
-          assert.are.equal(caller.name, err.fn)
+          assert.are.equal(api.name, err.fn)
           assert.are.equal("init", err.kind)
           assert.matches(init.says, err.message, 1, true)
           assert.is_true(#lines_of(counter) <= 2, #lines_of(counter) .. " inits ran for 2 workers")
@@ -848,9 +814,7 @@ describe("fork() failing", function()
   -- RLIMIT_NPROC counts every process of the user, so the script runs as
   -- nobody (who has none) with a process limit: with 1 the interpreter
   -- itself is the only process allowed, with 2 it gets one worker.
-  local dir
-  before_each(function() dir = temp_dir() end)
-  after_each(function() remove_dir(dir) end)
+  use_temp_dir()
 
   local function run_as_nobody(nproc, code)
     if shell_out("id -u"):match("^%d+") ~= "0" then pending("needs root to run a script as nobody") end

@@ -28,6 +28,15 @@ local function rss_kib()
   return tonumber(status:match("VmRSS:%s*(%d+) kB"))
 end
 
+-- Descriptors and children back at their counts before, memory grown by less than the limit.
+local function assert_where_they_were(fds, children, grown_kib)
+  assert.are.equal(fds, helpers.fd_count())
+  assert.are.equal(children, helpers.child_count())
+  if check_memory then
+    assert.is_true(grown_kib < GROWTH_LIMIT_KIB, ("VmRSS grew by %d KiB after the warm-up"):format(grown_kib))
+  end
+end
+
 describe("soak", function()
   it("2,000 par.map calls leave descriptors, children and memory where they were", function()
     helpers.settle()
@@ -62,11 +71,7 @@ describe("soak", function()
       if call == 200 then warm = rss_kib() end
     end
     local grown = rss_kib() - warm
-    assert.are.equal(fds, helpers.fd_count())
-    assert.are.equal(children, helpers.child_count())
-    if check_memory then
-      assert.is_true(grown < GROWTH_LIMIT_KIB, ("VmRSS grew by %d KiB after the warm-up"):format(grown))
-    end
+    assert_where_they_were(fds, children, grown)
   end)
 
   it("200,000 items through one small queue leave descriptors, children and memory where they were", function()
@@ -95,10 +100,6 @@ describe("soak", function()
     end
     local grown = final - warm
     helpers.settle()
-    assert.are.equal(fds, helpers.fd_count())
-    assert.are.equal(children, helpers.child_count())
-    if check_memory then
-      assert.is_true(grown < GROWTH_LIMIT_KIB, ("VmRSS grew by %d KiB after the warm-up"):format(grown))
-    end
+    assert_where_they_were(fds, children, grown)
   end)
 end)
