@@ -582,10 +582,26 @@ describe("an interrupted parent", function()
   for _, wait in ipairs({
     {name = "par.sleep", body = "par.sleep(30)"},
     {name = "par.channel", body = "local ch = par.channel({capacity = 1}); while true do ch:put(1) end"},
+    {name = "par.pipe", body = "local mine, theirs = par.pipe(); mine:recv()"},
+    -- the shared objects wait on futexes and robust mutexes, not in poll
+    {name = "par.lock", body = [[
+      local m, held = par.lock(), par.event()
+      par.spawn(function()
+        note("worker1.pid", tostring(par.pid())) -- for kill_all
+        m:acquire(); held:set(); par.sleep(30)
+      end)
+      held:wait()
+      note("waiting.pid", tostring(par.pid()))
+      m:acquire()
+    ]], ready = "waiting.pid"},
+    {name = "par.semaphore", body = "par.semaphore(0):acquire()"},
+    {name = "par.event", body = "par.event():wait()"},
+    {name = "par.barrier", body = "par.barrier(2):wait()"},
   }) do
     it("raises \"interrupted\" on SIGINT while " .. wait.name .. " waits", function()
       start_script(dir, wait.body)
-      local parent = eventually(10, function() return pid_in(dir .. "/script.pid") end)
+      local ready = dir .. "/" .. (wait.ready or "script.pid")
+      local parent = eventually(10, function() return pid_in(ready) end)
       assert.is_truthy(parent, "the script did not start: " .. (read_file(dir .. "/err") or ""))
       -- after noting its pid it blocks nowhere but in that wait
       assert.is_true(helpers.wait_until_asleep(parent), "the script never waited in " .. wait.name)
