@@ -110,8 +110,11 @@ run: deps
 	$(MAKE) all
 	$(B)/parlua examples/quickstart.lua
 
+$(B)/fork_floor: bench/fork_floor.c | $(B)/obj
+	$(CC) -std=c11 -Wall -Wextra -O2 $< -o $@
+
 bench: deps-bench
-	$(MAKE) all
+	$(MAKE) all $(B)/fork_floor
 	$(B)/parlua bench/run.lua
 
 deps:

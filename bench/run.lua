@@ -604,6 +604,46 @@ local function print_side_by_side(result)
 end
 
 ---------------------------------------------------------------------------
+-- start-up and heap size: par.map of 2 items with 2 workers in processes
+-- holding more and more data, next to a C floor that only forks (fork_floor.c)
+
+local HEAP_MB = {0, 100, 500, 650, 1000}
+local HEAP_GOAL_MB, HEAP_GOAL = 650, 2   -- at 650 MB, within 2x of the empty heap
+
+local function heap_curve()
+  local floor = read_keyed(shell_quote(HERE .. "/../build/fork_floor"))
+  local points = {}
+  for _, mb in ipairs(HEAP_MB) do
+    local cmd = ("%s %s %d"):format(shell_quote(arg[-1]), shell_quote(HERE .. "/heap_startup.lua"), mb)
+    local got = read_keyed(cmd) or {}
+    points[#points + 1] = {mb = mb, us = got["startup_" .. mb], rss = got["rss_" .. mb]}
+  end
+  return {floor_us = floor and floor.fork_floor, points = points}
+end
+
+local function print_heap_curve(curve)
+  print()
+  print("start-up and heap size: par.map of 2 items, 2 workers, in a process holding data "
+        .. "(bench/heap_startup.lua; half small tables, half 1 MB strings)")
+  print("  floor: fork 2 children that write 1 byte each to a pipe, reap them (bench/fork_floor.c): "
+        .. fmt_us(curve.floor_us))
+  local empty = curve.points[1].us
+  local lines = {{"data held", "resident", "par.map start-up", "vs empty heap", "vs floor"}}
+  for _, pt in ipairs(curve.points) do
+    lines[#lines + 1] = {pt.mb .. " MB", pt.rss and ("%.0f MB"):format(pt.rss) or "n/a",
+                         fmt_us(pt.us), fmt_ratio(ratio(pt.us, empty)), fmt_ratio(ratio(pt.us, curve.floor_us))}
+  end
+  print_table(lines)
+  for _, pt in ipairs(curve.points) do
+    if pt.mb == HEAP_GOAL_MB then
+      local r = ratio(pt.us, empty)
+      print(("goal: start-up at %d MB within %sx of the empty heap: %s (got %s)"):format(
+        HEAP_GOAL_MB, HEAP_GOAL, r == nil and "n/a" or (r <= HEAP_GOAL and "met" or "NOT met"), fmt_ratio(r)))
+    end
+  end
+end
+
+---------------------------------------------------------------------------
 
 local function main()
   io.stdout:setvbuf("line")
@@ -624,6 +664,8 @@ local function main()
   local streaming = bench_streaming()
   progress("running codec ...")
   local codec, codec_err = codec_rows()
+  progress("running start-up and heap size ...")
+  local curve = heap_curve()
   local sides = {}
   for _, suite in ipairs(SIDE_BY_SIDE) do
     progress("running %s ...", suite.name)
@@ -636,6 +678,7 @@ local function main()
   print_floors(rows)
   print_streaming(streaming)
   print_codec(codec, codec_err)
+  print_heap_curve(curve)
   for _, result in ipairs(sides) do print_side_by_side(result) end
 end
 

@@ -7,16 +7,27 @@
 ** fault. Tables and buffers grow in powers of two, so the rounding costs
 ** them nothing; a string just past a multiple of 2 MiB may hold up to
 ** 2 MiB more once its last page is touched.
+**
+** Small blocks stay in malloc's heap, and parlua_alloc puts that heap on
+** huge pages too: fork copies one page-table entry per 4 KiB page but one
+** per 2 MiB huge page, so with the heap on huge pages par.map's start-up
+** no longer grows with the parent's data. Only a 2 MiB-aligned stretch
+** inside one mapping can be a huge page, and the heap's mappings do not
+** merge once advised, so the heap is grown 64 MiB at a time.
 */
+#include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "alloc.h"
 #include "parlua.h"
 
 #define BIG_BLOCK ((size_t)4 << 20)
 #define HUGE_PAGE ((size_t)2 << 20)
+#define HEAP_STEP (32 * HUGE_PAGE)
 
 static size_t mapped_length(size_t size) {
   return (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
@@ -70,7 +81,34 @@ void *par_realloc(void *ptr, size_t old_size, size_t new_size) {
   return move_block(ptr, old_size, new_size);
 }
 
+static uintptr_t page_end(uintptr_t address) {
+  return (address + 4095) & ~(uintptr_t)4095;
+}
+
+/*
+** mallopt changes malloc for the whole process: an embedder that passes
+** parlua_alloc to lua_newstate takes these settings with it.
+*/
+static void tune_malloc(uintptr_t *advised_end) {
+  mallopt(M_MMAP_THRESHOLD, BIG_BLOCK); /* below it, blocks stay in the heap */
+  mallopt(M_TOP_PAD, HEAP_STEP);
+  *advised_end = page_end((uintptr_t)sbrk(0));
+}
+
+/* Marks for huge pages whatever the heap has grown by since the last call. */
+static void advise_heap_growth(uintptr_t *advised_end) {
+  uintptr_t end = page_end((uintptr_t)sbrk(0));
+  if (end <= *advised_end) return;
+  madvise((void *)*advised_end, end - *advised_end, MADV_HUGEPAGE);
+  *advised_end = end;
+}
+
 void *parlua_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
+  static uintptr_t advised_end;
+  void *block;
   (void)ud;
-  return par_realloc(ptr, ptr != NULL ? osize : 0, nsize);
+  if (advised_end == 0) tune_malloc(&advised_end);
+  block = par_realloc(ptr, ptr != NULL ? osize : 0, nsize);
+  if (nsize < BIG_BLOCK) advise_heap_growth(&advised_end);
+  return block;
 }

@@ -1,7 +1,8 @@
 /*
 ** Memory for Lua states and par's buffers: ordinary malloc for small
 ** blocks; blocks of 4 MiB and more are mapped on their own and marked for
-** transparent huge pages (see alloc.c).
+** transparent huge pages; parlua_alloc also puts malloc's heap on huge
+** pages (see alloc.c).
 */
 #ifndef PARLUA_ALLOC_H
 #define PARLUA_ALLOC_H
