@@ -52,7 +52,7 @@ function Pipeline:run()
   local queues = {}
   local function stop_all(_, err)
     for i = #queues, 1, -1 do getmetatable(queues[i]).__close(queues[i], err) end
-    if err ~= nil then getmetatable(meter).__close(meter) end
+    if err == nil then meter:close() else getmetatable(meter).__close(meter) end
   end
   for n, stage in ipairs(self.stages) do
     local ok, iter, state, control, q = pcall(par.imap, stage.fn, upstream, stage_options(stage.opts))

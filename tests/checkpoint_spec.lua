@@ -224,7 +224,8 @@ describe("checkpoint", function()
     end)
     math.randomseed(os.time())
     local kill_after = math.random(1, 40) -- records
-    while #select(2, records(path)) < kill_after do par.sleep(0.002) end
+    while #select(2, records(path)) < kill_after and child:running() do par.sleep(0.002) end
+    assert.is_true(child:running(), "the map ended before it was killed")
     child:kill("KILL")
     local ok, err = pcall(child.join, child)
     assert.is_false(ok)

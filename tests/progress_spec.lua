@@ -79,12 +79,6 @@ describe("progress", function()
       assert.is_nil(out:find("par.map", 1, true))
     end)
 
-    it("draws nothing for a short map", function()
-      local out = run_on_terminal("print(#par.map(function(x) return x end, {1, 2, 3}, {progress = true}))",
-                                  "TERM=xterm")
-      assert.is_nil(out:find("par.map", 1, true))
-    end)
-
     it("clears the line before an error is shown", function()
       local out = run_on_terminal([[
 par.map(function(x) par.sleep(0.1) if x == 15 then error("boom") end return x end,
@@ -198,6 +192,18 @@ print("total", total, inner[1])
         :collect()
       assert.are.same({20, 40, 60}, out)
       assert_climbs_to(calls, 7, 7)
+    end)
+
+    it("is called once more when a loop over par.imap or a pipeline breaks", function()
+      local calls, on_progress = record()
+      for _ in par.imap(function(x) return x end, {1, 2, 3, 4, 5, 6}, {on_progress = on_progress}) do break end
+      assert.are.equal(1, #calls)
+      assert.are.same({1, 6}, calls[1])
+      calls, on_progress = record()
+      for _ in par.pipeline({1, 2, 3, 4, 5, 6}, {on_progress = on_progress}):map(function(x) return x end):run() do
+        break
+      end
+      assert.are.same({{1, 6}}, calls)
     end)
 
     it("raises its error from the map", function()
