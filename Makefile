@@ -21,6 +21,7 @@ SAN_CC      = clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS)
 MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/shm.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
                runtime/spawn.c runtime/message.c runtime/channel.c runtime/pipe.c runtime/lsync.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
+MODULE_SRC += runtime/progress.c runtime/checkpoint.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
 HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o

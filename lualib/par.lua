@@ -1,7 +1,8 @@
 -- The Lua half of the par module: the error type, par.imap and
 -- par.pipeline, and the public table. Receives from luaopen_par the C
--- functions, the error metatable and a loader of the other built-in parts.
-local core, Error, load_part = ...
+-- functions, the error metatable, a loader of the other built-in parts and
+-- the progress meter's constructor (runtime/progress.c).
+local core, Error, load_part, new_meter = ...
 
 Error.__name = "par.Error"
 Error.__index = Error
@@ -27,6 +28,16 @@ local par = {
   _VERSION = "parlua 0.1.0",
 }
 for name, fn in pairs(core) do par[name] = fn end
+
+-- A progress meter for fn ("par.imap") over total items (nil: not known);
+-- a bad option is a bad argument #arg of fn's caller.
+local function meter_for(fn, total, opts, arg)
+  local ok, meter = pcall(new_meter, fn, total, opts)
+  if not ok then
+    error(("bad argument #%d to '%s' (%s)"):format(arg, fn:match("[^.]*$"), meter), 3)
+  end
+  return meter
+end
 
 local function is_callable(f)
   if type(f) == "function" then return true end
@@ -61,10 +72,12 @@ function par.imap(fn, source, opts)
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #3 to 'imap' (table expected, got %s)"):format(type(opts)), 2)
   end
+  local next_item, is_list = source_items(source)
+  local meter = meter_for("par.imap", is_list and rawlen(source) or nil, opts, 3)
   local qopts = {}
   for k, v in pairs(opts or {}) do qopts[k] = v end
+  qopts.progress, qopts.on_progress = nil, nil -- the meter's, not the queue's
   if qopts.ordered == nil then qopts.ordered = true end
-  local next_item, is_list = source_items(source)
   local work = fn
   if is_list then
     local list = source
@@ -76,6 +89,21 @@ function par.imap(fn, source, opts)
     if type(q) ~= "string" then error(q, 0) end -- a par error (fork, init) as it is
     error((q:gsub("^.-bad argument #2 to '[^']*'", "bad argument #3 to 'imap'")), 2)
   end
+  local function counted(id, ...)
+    if id == nil then meter:close() else meter:add(1) end
+    return id, ...
+  end
+  -- the loop's closing value: the queue's methods, and a close that ends the meter too
+  local handle = setmetatable({}, {
+    __index = function(_, name)
+      local method = q[name]
+      return function(_, ...) return method(q, ...) end
+    end,
+    __close = function(_, err)
+      getmetatable(q).__close(q)
+      if err == nil then meter:close() else getmetatable(meter).__close(meter) end
+    end,
+  })
   local limit = q:capacity()
   local exhausted = false
   local taken = 0 -- items taken from the source so far
@@ -92,12 +120,12 @@ function par.imap(fn, source, opts)
       local more, item = next_item()
       if more then push(item) else exhausted = true; q:close() end
     end
-    return q:pop()
+    return counted(q:pop())
   end
-  -- the queue is the loop's closing value: a break stops the workers at once
-  return step, nil, nil, q
+  -- a break stops the workers at once
+  return step, nil, nil, handle
 end
 
-par.pipeline = load_part("pipeline")(par)
+par.pipeline = load_part("pipeline")(par, meter_for)
 
 return par

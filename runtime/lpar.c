@@ -12,6 +12,7 @@
 #include "lutil.h"
 #include "parlua.h"
 #include "proc.h"
+#include "progress.h"
 
 static int par_workers(lua_State *L) {
   lua_pushinteger(L, cpus_available());
@@ -92,7 +93,7 @@ static int load_part(lua_State *L) {
   return 1;
 }
 
-/* Runs lualib/par.lua with the C functions, the error metatable and load_part. */
+/* Runs lualib/par.lua with the C functions, the error metatable, load_part and the progress meter. */
 int luaopen_par(lua_State *L) {
   lua_pushcfunction(L, load_part);
   lua_pushliteral(L, "par");
@@ -100,7 +101,8 @@ int luaopen_par(lua_State *L) {
   luaL_newlib(L, par_functions);
   luaL_newmetatable(L, PAR_ERROR_METATABLE);
   lua_pushcfunction(L, load_part);
-  lua_call(L, 3, 1);
+  lua_pushcfunction(L, progress_lua_new);
+  lua_call(L, 4, 1);
   return 1;
 }
 

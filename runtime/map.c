@@ -10,6 +10,7 @@
 
 #include <lauxlib.h>
 
+#include "checkpoint.h"
 #include "codec.h"
 #include "dispatch.h"
 #include "frame.h"
@@ -18,6 +19,7 @@
 #include "options.h"
 #include "pool.h"
 #include "proc.h"
+#include "progress.h"
 #include "worker.h"
 
 #define AHEAD 8                  /* most ranges queued per worker */
@@ -54,10 +56,13 @@ typedef struct MapRun {
   int probing;          /* the first worker is forked alone, the others wait */
   int started;          /* workers 0 .. started-1 have been forked */
   int64_t fork_ns;      /* what forking the first one took the parent */
+  ProgressMeter *progress;
+  Checkpoint *checkpoint; /* NULL without one */
 } MapRun;
 
 static const char *const map_options[] = {
-  "workers", "chunk", "on_error", "init", "timeout", "retries", "seed", NULL
+  "workers", "chunk", "on_error", "init", "timeout", "retries", "seed",
+  "progress", "on_progress", "checkpoint", NULL
 };
 
 static lua_Integer range_size(MapRun *m) {
@@ -80,7 +85,8 @@ static int next_range(MapRun *m, Range *r) {
   r->lo = m->next;
   r->hi = r->lo + range_size(m) - 1;
   if (r->hi > m->n) r->hi = m->n;
-  m->next = r->hi + 1;
+  r->hi = checkpoint_missing_until(m->checkpoint, r->lo, r->hi);
+  m->next = checkpoint_next_missing(m->checkpoint, r->hi + 1);
   return 1;
 }
 
@@ -198,6 +204,7 @@ static void replace_worker(MapRun *m, int k) {
 /* Item index's outcome is the error on top of the stack: files it, or raises it. */
 static void item_failed(MapRun *m, lua_Integer index) {
   m->done++;
+  progress_add(m->L, m->progress, 1);
   dispatch_note_attempts(m->L, m->attempts, index);
   if (!m->opts.collect) fail(m);
   if (lua_isnil(m->L, m->errors)) {
@@ -250,6 +257,8 @@ static void on_results(MapRun *m, int k, const char *payload, size_t len) {
   if (count < 1 || lo + count - 1 > m->inflight[k].r[0].hi)
     luaL_error(m->L, "par.map: worker %d answered the wrong range", (int)m->pool->workers[k].pid);
   m->done += count;
+  checkpoint_add(m->L, m->checkpoint, lo, count, payload + RESULTS_LIST, len - RESULTS_LIST);
+  progress_add(m->L, m->progress, count);
   m->item_ns = m->item_ns > 0 ? (m->item_ns + (double)elapsed / count) / 2
                               : (double)elapsed / count;
   answered(m, k, count);
@@ -375,10 +384,13 @@ static void on_event(MapRun *m, const PoolEvent *ev) {
 static void probe(MapRun *m, int64_t fork_ns) {
   int64_t wait_ns = PROBE_FORKS * fork_ns < PROBE_MAX_NS ? PROBE_FORKS * fork_ns : PROBE_MAX_NS;
   int64_t deadline = par_now_ns() + wait_ns;
-  lua_newtable(m->L);
-  lua_replace(m->L, m->results);
+  lua_Integer done_before = m->done; /* a checkpoint's */
+  if (lua_isnil(m->L, m->results)) { /* else it holds a checkpoint's results */
+    lua_newtable(m->L);
+    lua_replace(m->L, m->results);
+  }
   m->probing = 1;
-  while (m->done == 0 && par_now_ns() < deadline) {
+  while (m->done == done_before && par_now_ns() < deadline) {
     PoolEvent ev;
     pool_wait_until(m->L, m->pool, deadline, &ev);
     on_event(m, &ev);
@@ -439,6 +451,14 @@ static void run(MapRun *m) {
   pool_close(m->pool, 0);
 }
 
+static int finish(MapRun *m) {
+  progress_end(m->L, m->progress);
+  lua_pushvalue(m->L, m->results);
+  if (!m->opts.collect) return 1;
+  lua_pushvalue(m->L, m->errors);
+  return 2;
+}
+
 int par_map(lua_State *L) {
   MapRun m;
   lua_Integer n;
@@ -460,11 +480,17 @@ int par_map(lua_State *L) {
   m.errors = lua_gettop(L);
   lua_newtable(L);
   m.attempts = lua_gettop(L);
-  size = m.opts.workers > 0 ? m.opts.workers : options_default_workers();
-  if (size > n) size = (int)n;
   m.L = L;
   m.n = n;
-  m.next = 1;
+  m.checkpoint = checkpoint_open(L, "par.map", 3, 3, 2, n, m.results);
+  lua_toclose(L, -1);
+  m.done = checkpoint_done(m.checkpoint);
+  m.progress = progress_new(L, 3, 3, "par.map", n, m.done);
+  lua_toclose(L, -1);
+  if (m.done == n) return finish(&m);
+  size = m.opts.workers > 0 ? m.opts.workers : options_default_workers();
+  if (size > n - m.done) size = (int)(n - m.done);
+  m.next = checkpoint_next_missing(m.checkpoint, 1);
   m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
   m.task = (WorkerTask){1, 2, m.opts.init, m.opts.timeout > 0, 0, 0, 0, m.opts.seeded, m.opts.seed};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);
@@ -474,8 +500,5 @@ int par_map(lua_State *L) {
   m.pool->timeout_ns = (int64_t)(m.opts.timeout * 1e9);
   lua_toclose(L, -1);
   run(&m);
-  lua_pushvalue(L, m.results);
-  if (!m.opts.collect) return 1;
-  lua_pushvalue(L, m.errors);
-  return 2;
+  return finish(&m);
 }

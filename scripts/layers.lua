@@ -7,6 +7,7 @@ local layers = {
   {"proc", "cpus"},
   {"shm"},
   {"frame", "lutil", "options"},
+  {"progress", "checkpoint"},
   {"message"},
   {"pool"},
   {"worker", "dispatch"},

@@ -64,6 +64,18 @@ function helpers.write_file(path, text)
   return path
 end
 
+-- The list {1, 2, ..., n}.
+function helpers.range(n)
+  local list = {}
+  for i = 1, n do list[i] = i end
+  return list
+end
+
+-- s quoted for a shell command line.
+function helpers.quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
 -- The interpreter running the specs (the Makefile says which), for subprocesses.
 helpers.interpreter = os.getenv("PARLUA_LUA") or "lua5.4"
 
