@@ -44,21 +44,25 @@ static void mark_recorded(Checkpoint *c, lua_Integer i) {
   c->done++;
 }
 
-static int checkpoint_release(lua_State *L) {
-  Checkpoint *c = luaL_checkudata(L, 1, CHECKPOINT_METATABLE);
-  if (c->fd >= 0) proc_close(c->fd);
+static void release(Checkpoint *c) {
+  if (c->fd >= 0) proc_close_private(c->fd);
   c->fd = -1;
   free(c->text);
   c->text = NULL;
   buffer_free(&c->record);
+}
+
+static int checkpoint_release(lua_State *L) {
+  release(luaL_checkudata(L, 1, CHECKPOINT_METATABLE));
   return 0;
 }
 
-/* Raises fn's error of kind "checkpoint" about the file. */
+/* Raises fn's error of kind "checkpoint" about the file, which it closes first. */
 static void fail(lua_State *L, Checkpoint *c, const char *fmt, const char *detail) {
   char what[256];
   snprintf(what, sizeof what, fmt, detail);
   par_push_error(L, c->fn, 0, "checkpoint", "file '%s' %s", c->path, what);
+  release(c);
   lua_error(L);
 }
 
@@ -197,7 +201,11 @@ static void open_file(lua_State *L, Checkpoint *c, int results) {
   size_t keep = 0;
   c->fd = open(c->path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
   if (c->fd < 0) fail_errno(L, c, "opened");
-  if (proc_keep_private(c->fd) != 0) luaL_error(L, "%s: out of memory", c->fn);
+  if (proc_keep_private(c->fd) != 0) {
+    close(c->fd);
+    c->fd = -1;
+    luaL_error(L, "%s: out of memory", c->fn);
+  }
   if (fstat(c->fd, &st) != 0) fail_errno(L, c, "read");
   if (st.st_size > 0) {
     c->text = malloc((size_t)st.st_size);

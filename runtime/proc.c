@@ -121,15 +121,25 @@ int proc_keep_private(int fd) {
   return 0;
 }
 
-void proc_close(int fd) {
+/* Takes fd off this process's private list; 0 if it was not on it. */
+static int forget_private(int fd) {
   int i;
   for (i = 0; i < private_count; i++) {
     if (private_fds[i] == fd) {
       private_fds[i] = private_fds[--private_count];
-      break;
+      return 1;
     }
   }
+  return 0;
+}
+
+void proc_close(int fd) {
+  forget_private(fd);
   close(fd);
+}
+
+void proc_close_private(int fd) {
+  if (forget_private(fd)) close(fd);
 }
 
 static void close_private_fds(void) {

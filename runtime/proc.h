@@ -66,6 +66,14 @@ int proc_keep_private(int fd);
 void proc_close(int fd);
 
 /*
+** Closes fd if this process holds it as private. One inherited through a
+** fork was closed at the fork, and its number may now be another's: an
+** object that owns a private descriptor closes it with this, so that its
+** copy collected in a child closes nothing.
+*/
+void proc_close_private(int fd);
+
+/*
 ** A connected close-on-exec SOCK_SEQPACKET pair, for proc_send_datagram;
 ** returns 0 or -1 with errno set.
 */

@@ -171,6 +171,32 @@ describe("checkpoint", function()
     assert.are.equal("precious data\n", read_file(path))
   end)
 
+  it("closes a file it refuses at once, without waiting for a collection", function()
+    local path = tempname()
+    write_file(path, "precious data\n")
+    collectgarbage()
+    local before = helpers.fd_count()
+    for _ = 1, 5 do pcall(par.map, function(x) return x end, {1}, {checkpoint = path}) end
+    assert.are.equal(before, helpers.fd_count())
+  end)
+
+  it("leaves no refused file behind for a forked process to close", function()
+    local refused = tempname()
+    write_file(refused, "precious data\n")
+    collectgarbage("stop") -- the refused maps' garbage lives on into the processes below
+    for _ = 1, 5 do pcall(par.map, function(x) return x end, {1}, {checkpoint = refused}) end
+    local child = par.spawn(function()
+      -- the workers' pipes take the lowest free descriptors; what they collect must not close them
+      return par.map(function(x)
+        collectgarbage("restart")
+        collectgarbage()
+        return x
+      end, range(8), {workers = 2, chunk = 1})
+    end)
+    collectgarbage("restart")
+    assert.are.same(range(8), child:join())
+  end)
+
   it("refuses a damaged record in the middle", function()
     local path = tempname()
     par.map(function(x) return x end, range(4), {chunk = 1, workers = 1, checkpoint = path})
