@@ -27,8 +27,10 @@ HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 
 BUSTED     ?= $(shell command -v busted)
+VERSION    := $(shell sed -n 's/^#define PARLUA_VERSION "parlua \(.*\)"/\1/p' runtime/parlua.h)
 
-.PHONY: all run test check check-c check-lua check-san check-fuzz fuzz bench deps deps-test deps-bench clean
+.PHONY: all run test check check-c check-lua check-san check-fuzz check-install fuzz bench \
+        install uninstall deps deps-test deps-bench clean
 
 all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
 
@@ -52,6 +54,27 @@ $(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
 
 $(B)/obj:
 	mkdir -p $@
+
+# --- install ---------------------------------------------------------------
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ROOT    := $(DESTDIR)$(PREFIX)
+INSTALLED := bin/parlua include/parlua.h lib/libparlua.a lib/lua/5.4/par.so \
+             share/man/man1/parlua.1 lib/pkgconfig/parlua.pc
+
+# lualib/ is compiled into par.so and parlua, so no .lua file is installed.
+install: all
+	install -d $(ROOT)/bin $(ROOT)/include $(ROOT)/lib/lua/5.4 $(ROOT)/lib/pkgconfig $(ROOT)/share/man/man1
+	install -m 755 $(B)/parlua $(ROOT)/bin/parlua
+	install -m 644 runtime/parlua.h $(ROOT)/include/parlua.h
+	install -m 644 $(B)/libparlua.a $(ROOT)/lib/libparlua.a
+	install -m 755 $(B)/par.so $(ROOT)/lib/lua/5.4/par.so
+	install -m 644 docs/parlua.1 $(ROOT)/share/man/man1/parlua.1
+	sed 's|@VERSION@|$(VERSION)|' scripts/parlua.pc.in > $(ROOT)/lib/pkgconfig/parlua.pc
+
+uninstall:
+	rm -f $(addprefix $(ROOT)/,$(INSTALLED))
 
 # --- tests -----------------------------------------------------------------
 
@@ -101,7 +124,22 @@ fuzz:
 check-fuzz:
 	tests/fuzz/run.sh 30
 
-check: check-c check-lua check-san check-fuzz
+# Installs into a scratch DESTDIR, builds an embedding program with
+# pkg-config alone, runs it, and checks that uninstall leaves no file.
+STAGE := $(CURDIR)/$(B)/stage
+STAGED_PC = PKG_CONFIG_PATH=$(STAGE)$(PREFIX)/lib/pkgconfig pkg-config
+check-install: all
+	rm -rf $(STAGE)
+	$(MAKE) install DESTDIR=$(STAGE)
+	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra tests/embed_test.c \
+	  $$($(STAGED_PC) --cflags --libs parlua) -pthread -o $(B)/installed_embed_test
+	$(B)/installed_embed_test
+	$(STAGE)$(PREFIX)/bin/parlua -e 'assert(par.map)'
+	LUA_CPATH='$(STAGE)$(PREFIX)/lib/lua/5.4/?.so' $(LUA) -e 'assert(require("par").map)'
+	$(MAKE) uninstall DESTDIR=$(STAGE)
+	test -z "$$(find $(STAGE) -type f)"
+
+check: check-c check-lua check-san check-fuzz check-install
 
 test: deps-test
 	$(MAKE) all
