@@ -29,8 +29,8 @@ MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 BUSTED     ?= $(shell command -v busted)
 VERSION    := $(shell sed -n 's/^#define PARLUA_VERSION "parlua \(.*\)"/\1/p' runtime/parlua.h)
 
-.PHONY: all run test check check-c check-lua check-san check-fuzz check-install fuzz bench \
-        install uninstall deps deps-test deps-bench clean
+.PHONY: all run test check check-c check-lua check-san check-fuzz check-install check-rock fuzz bench \
+        install uninstall install-rock deps deps-test deps-bench clean
 
 all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
 
@@ -75,6 +75,12 @@ install: all
 
 uninstall:
 	rm -f $(addprefix $(ROOT)/,$(INSTALLED))
+
+# What luarocks make installs: it gives the rock's LIBDIR and BINDIR.
+install-rock: all
+	install -d $(LIBDIR) $(BINDIR)
+	install -m 755 $(B)/par.so $(LIBDIR)/par.so
+	install -m 755 $(B)/parlua $(BINDIR)/parlua
 
 # --- tests -----------------------------------------------------------------
 
@@ -139,7 +145,21 @@ check-install: all
 	$(MAKE) uninstall DESTDIR=$(STAGE)
 	test -z "$$(find $(STAGE) -type f)"
 
-check: check-c check-lua check-san check-fuzz check-install
+# luarocks make builds a copy of the sources (without build/) into a
+# scratch tree; stock lua5.4 then requires par from that tree.
+LUAROCKS  := luarocks --lua-version 5.4
+ROCK_SRC  := $(CURDIR)/$(B)/rock-src
+ROCK_TREE := $(CURDIR)/$(B)/rock-tree
+FROM_ROCK := assert(package.searchpath("par", package.cpath):find("$(ROCK_TREE)", 1, true) == 1) \
+             assert(require("par").map(function(x) return x * 2 end, {21})[1] == 42)
+check-rock:
+	rm -rf $(ROCK_SRC) $(ROCK_TREE) && mkdir -p $(ROCK_SRC)
+	tar --exclude=./$(B) --exclude=./.git -cf - . | tar -C $(ROCK_SRC) -xf -
+	cd $(ROCK_SRC) && $(LUAROCKS) make --tree $(ROCK_TREE) parlua-scm-1.rockspec
+	eval "$$($(LUAROCKS) path --tree $(ROCK_TREE))" && cd / && $(LUA) -e '$(FROM_ROCK)'
+	$(ROCK_TREE)/bin/parlua -e 'assert(par.map)'
+
+check: check-c check-lua check-san check-fuzz check-install check-rock
 
 test: deps-test
 	$(MAKE) all
