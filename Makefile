@@ -32,7 +32,7 @@ VERSION    := $(shell sed -n 's/^#define PARLUA_VERSION "parlua \(.*\)"/\1/p' ru
 .PHONY: all run test check check-c check-lua check-san check-fuzz check-install check-rock fuzz bench \
         install uninstall install-rock deps deps-test deps-bench clean
 
-all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
+all: $(B)/parlua $(B)/par.so $(B)/libparlua.a $(B)/batch
 
 $(B)/obj/%.o: runtime/%.c $(HEADERS) | $(B)/obj
 	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -51,6 +51,11 @@ $(B)/par.so: $(MODULE_OBJ)
 
 $(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
 	$(CC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
+
+# examples/host: an application that embeds Lua and parlua
+$(B)/batch: examples/host/batch.c $(B)/libparlua.a runtime/parlua.h
+	$(CC) -std=c11 -Wall -Wextra $(CFLAGS) $(LUA_CFLAGS) -Iruntime $< $(B)/libparlua.a \
+	  $(LUA_LIBS) -lm -ldl -o $@
 
 $(B)/obj:
 	mkdir -p $@
@@ -130,16 +135,17 @@ fuzz:
 check-fuzz:
 	tests/fuzz/run.sh 30
 
-# Installs into a scratch DESTDIR, builds an embedding program with
-# pkg-config alone, runs it, and checks that uninstall leaves no file.
+# Installs into a scratch DESTDIR, builds examples/host with pkg-config
+# alone, runs it, and checks that uninstall leaves no file.
 STAGE := $(CURDIR)/$(B)/stage
 STAGED_PC = PKG_CONFIG_PATH=$(STAGE)$(PREFIX)/lib/pkgconfig pkg-config
 check-install: all
 	rm -rf $(STAGE)
 	$(MAKE) install DESTDIR=$(STAGE)
-	$(CC) -std=c11 -D_GNU_SOURCE -Wall -Wextra tests/embed_test.c \
-	  $$($(STAGED_PC) --cflags --libs parlua) -pthread -o $(B)/installed_embed_test
-	$(B)/installed_embed_test
+	$(CC) -std=c11 -Wall -Wextra examples/host/batch.c $$($(STAGED_PC) --cflags --libs parlua) \
+	  -o $(B)/installed_batch
+	$(B)/installed_batch examples/host/rules.lua examples/host/orders.csv /dev/null \
+	  | diff examples/host/expected.txt -
 	$(STAGE)$(PREFIX)/bin/parlua -e 'assert(par.map)'
 	LUA_CPATH='$(STAGE)$(PREFIX)/lib/lua/5.4/?.so' $(LUA) -e 'assert(require("par").map)'
 	$(MAKE) uninstall DESTDIR=$(STAGE)
