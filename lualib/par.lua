@@ -1,7 +1,7 @@
 -- The Lua half of the par module: the error type, par.imap and
 -- par.pipeline, and the public table. Receives from luaopen_par the C
--- functions, the error metatable, a loader of the other built-in parts and
--- the progress meter's constructor (runtime/progress.c).
+-- functions and par.version, the error metatable, a loader of the other
+-- built-in parts and the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
 
 Error.__name = "par.Error"
@@ -23,10 +23,7 @@ function Error:__tostring()
   return head
 end
 
-local par = {
-  Error = Error,
-  _VERSION = "parlua 0.1.0",
-}
+local par = {Error = Error}
 for name, fn in pairs(core) do par[name] = fn end
 
 -- A progress meter for fn ("par.imap") over total items (nil: not known);
