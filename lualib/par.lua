@@ -42,6 +42,21 @@ local function is_callable(f)
   return type(mt) == "table" and mt.__call ~= nil
 end
 
+-- What a source must not be: a dictionary, which would give nothing, or
+-- the iterator of ipairs(t) or pairs(t), whose list would land in opts.
+local ipairs_step, pairs_step = ipairs({}), pairs({})
+local function check_source(source, arg, fname, right_call)
+  local why
+  if type(source) == "table" and rawlen(source) == 0 and next(source) ~= nil then
+    why = "list expected, got a table with keys but no items 1..n"
+  elseif source == ipairs_step then
+    why = "got ipairs(t): pass the list itself, " .. right_call
+  elseif source == pairs_step then
+    why = "got pairs(t): pass a list, or a function that returns the next item"
+  end
+  if why then error(("bad argument #%d to '%s' (%s)"):format(arg, fname, why), 3) end
+end
+
 -- A source as a function returning the next item, or nothing at the end;
 -- a list becomes its indices, so its items reach workers through the fork.
 local function source_items(source)
@@ -66,6 +81,7 @@ function par.imap(fn, source, opts)
   if type(source) ~= "table" and type(source) ~= "function" then
     error(("bad argument #2 to 'imap' (table or function expected, got %s)"):format(type(source)), 2)
   end
+  check_source(source, 2, "imap", "par.imap(fn, t)")
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #3 to 'imap' (table expected, got %s)"):format(type(opts)), 2)
   end
@@ -123,6 +139,6 @@ function par.imap(fn, source, opts)
   return step, nil, nil, handle
 end
 
-par.pipeline = load_part("pipeline")(par, meter_for)
+par.pipeline = load_part("pipeline")(par, meter_for, check_source)
 
 return par

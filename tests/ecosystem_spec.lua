@@ -88,4 +88,133 @@ describe("ecosystem", function()
       assert.is_truthy(err:find("^batch: review: par%.map: item 2 failed: .-no rule for b"), err)
     end)
   end)
+
+  describe("par.version", function()
+    it("is the string runtime/parlua.h names, 'parlua X.Y.Z'", function()
+      local header = read_file("runtime/parlua.h")
+      assert.are.equal(header:match('#define%s+PARLUA_VERSION%s+"(.-)"'), par.version)
+      assert.is_truthy(par.version:match("^parlua %d+%.%d+%.%d+$"))
+    end)
+
+    it("is the version CHANGELOG.md's newest entry names", function()
+      local newest = read_file("CHANGELOG.md"):match("\n## (%d+%.%d+%.%d+)")
+      assert.are.equal("parlua " .. newest, par.version)
+    end)
+  end)
+
+  describe("a table that is not a list", function()
+    local function identity(x) return x end
+    -- through pcall, Lua names the function 'par.map'; called directly, 'map'
+    local function is_dictionary_error(err)
+      return err:find("^bad argument #2 to '[%w.]*map' %(list expected, got a table with keys but no items 1%.%.n%)$")
+    end
+
+    it("is a bad argument #2 to par.map, before anything forks", function()
+      local ok, err = pcall(par.map, identity, {a = 1, b = 2})
+      assert.is_false(ok)
+      assert.is_truthy(is_dictionary_error(err), err)
+      ok, err = pcall(par.map, identity, {[2] = "no first item"})
+      assert.is_false(ok)
+      assert.is_truthy(is_dictionary_error(err), err)
+    end)
+
+    it("does not change an empty table, which still maps to {}", function()
+      assert.are.same({}, par.map(identity, {}))
+    end)
+
+    it("does not change a list with keys besides its items", function()
+      assert.are.same({1, 2}, par.map(identity, {1, 2, name = "extra"}))
+    end)
+
+    it("is a bad argument to par.imap and par.pipeline too", function()
+      local ok, err = pcall(par.imap, identity, {a = 1})
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #2 to 'imap' (list expected, got a table with keys", 1, true), err)
+      ok, err = pcall(par.pipeline, {a = 1})
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #1 to 'pipeline' (list expected, got a table with keys", 1, true), err)
+    end)
+  end)
+
+  describe("ipairs(t) or pairs(t) as a source", function()
+    local t = {10, 20, 30}
+    local function identity(x) return x end
+
+    it("tells par.imap's caller to pass the list itself", function()
+      local ok, err = pcall(par.imap, identity, ipairs(t))
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #2 to 'imap' (got ipairs(t): pass the list itself, par.imap(fn, t))",
+        1, true), err)
+      ok, err = pcall(par.imap, identity, pairs(t))
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #2 to 'imap' (got pairs(t): pass a list, or a function", 1, true), err)
+    end)
+
+    it("tells par.pipeline's caller to pass the list itself", function()
+      local ok, err = pcall(par.pipeline, ipairs(t))
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #1 to 'pipeline' (got ipairs(t): pass the list itself, par.pipeline(t))",
+        1, true), err)
+      ok, err = pcall(par.pipeline, pairs(t))
+      assert.is_false(ok)
+      assert.is_truthy(err:find("bad argument #1 to 'pipeline' (got pairs(t)", 1, true), err)
+    end)
+
+    it("leaves the right calls working", function()
+      local got = {}
+      for i, v in par.imap(identity, t) do got[i] = v end
+      assert.are.same(t, got)
+      assert.are.same(t, par.pipeline(t):map(identity):collect())
+    end)
+  end)
+
+  describe("proc.exitcode of par.spawn", function()
+    it("is nil while the process runs", function()
+      local proc = par.spawn(function() par.sleep(60) end)
+      assert.is_nil(proc.exitcode)
+      proc:kill("KILL")
+      pcall(proc.join, proc)
+    end)
+
+    it("is 0 once fn has returned, and 1 once it raised", function()
+      local ok = par.spawn(function() return "fine" end)
+      assert.are.equal("fine", ok:join())
+      assert.are.equal(0, ok.exitcode)
+      local failed = par.spawn(function() error("no") end)
+      assert.is_false(pcall(failed.join, failed))
+      assert.are.equal(1, failed.exitcode)
+    end)
+
+    it("is the status given to os.exit", function()
+      local proc = par.spawn(function() os.exit(7) end)
+      assert.is_false(pcall(proc.join, proc))
+      assert.are.equal(7, proc.exitcode)
+    end)
+
+    it("is minus the signal that killed the process", function()
+      local proc = par.spawn(function() par.sleep(60) end)
+      proc:kill("KILL")
+      assert.is_false(pcall(proc.join, proc))
+      assert.are.equal(-9, proc.exitcode)
+      local term = par.spawn(function() par.sleep(60) end)
+      term:kill()
+      assert.is_false(pcall(term.join, term))
+      assert.are.equal(-15, term.exitcode)
+    end)
+
+    it("becomes known without a join, and join still gives the results after", function()
+      local proc = par.spawn(function() return 1, 2 end)
+      while proc.exitcode == nil do par.sleep(0.005) end
+      assert.are.equal(0, proc.exitcode)
+      assert.are.same({1, 2}, {proc:join()})
+    end)
+
+    it("is refused in a process that did not spawn it", function()
+      local proc = par.spawn(function() return 1 end)
+      proc:join()
+      local ok, err = par.spawn(function() return pcall(function() return proc.exitcode end) end):join()
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("belongs to process " .. par.pid(), 1, true))
+    end)
+  end)
 end)
