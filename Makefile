@@ -27,10 +27,12 @@ HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 
 BUSTED     ?= $(shell command -v busted)
+VERSION    := $(shell sed -n 's/^#define PARLUA_VERSION "parlua \(.*\)"/\1/p' runtime/parlua.h)
 
-.PHONY: all run test check check-c check-lua check-san check-fuzz fuzz bench deps deps-test deps-bench clean
+.PHONY: all run test check check-c check-lua check-san check-fuzz check-install check-rock fuzz bench \
+        install uninstall install-rock deps deps-test deps-bench clean
 
-all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
+all: $(B)/parlua $(B)/par.so $(B)/libparlua.a $(B)/batch
 
 $(B)/obj/%.o: runtime/%.c $(HEADERS) | $(B)/obj
 	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -50,8 +52,40 @@ $(B)/par.so: $(MODULE_OBJ)
 $(B)/parlua: $(B)/obj/host.o $(B)/libparlua.a
 	$(CC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
 
+# examples/host: an application that embeds Lua and parlua
+$(B)/batch: examples/host/batch.c $(B)/libparlua.a runtime/parlua.h
+	$(CC) -std=c11 -Wall -Wextra $(CFLAGS) $(LUA_CFLAGS) -Iruntime $< $(B)/libparlua.a \
+	  $(LUA_LIBS) -lm -ldl -o $@
+
 $(B)/obj:
 	mkdir -p $@
+
+# --- install ---------------------------------------------------------------
+
+PREFIX  ?= /usr/local
+DESTDIR ?=
+ROOT    := $(DESTDIR)$(PREFIX)
+INSTALLED := bin/parlua include/parlua.h lib/libparlua.a lib/lua/5.4/par.so \
+             share/man/man1/parlua.1 lib/pkgconfig/parlua.pc
+
+# lualib/ is compiled into par.so and parlua, so no .lua file is installed.
+install: all
+	install -d $(ROOT)/bin $(ROOT)/include $(ROOT)/lib/lua/5.4 $(ROOT)/lib/pkgconfig $(ROOT)/share/man/man1
+	install -m 755 $(B)/parlua $(ROOT)/bin/parlua
+	install -m 644 runtime/parlua.h $(ROOT)/include/parlua.h
+	install -m 644 $(B)/libparlua.a $(ROOT)/lib/libparlua.a
+	install -m 755 $(B)/par.so $(ROOT)/lib/lua/5.4/par.so
+	install -m 644 docs/parlua.1 $(ROOT)/share/man/man1/parlua.1
+	sed 's|@VERSION@|$(VERSION)|' scripts/parlua.pc.in > $(ROOT)/lib/pkgconfig/parlua.pc
+
+uninstall:
+	rm -f $(addprefix $(ROOT)/,$(INSTALLED))
+
+# What luarocks make installs: it gives the rock's LIBDIR and BINDIR.
+install-rock: all
+	install -d $(LIBDIR) $(BINDIR)
+	install -m 755 $(B)/par.so $(LIBDIR)/par.so
+	install -m 755 $(B)/parlua $(BINDIR)/parlua
 
 # --- tests -----------------------------------------------------------------
 
@@ -101,7 +135,37 @@ fuzz:
 check-fuzz:
 	tests/fuzz/run.sh 30
 
-check: check-c check-lua check-san check-fuzz
+# Installs into a scratch DESTDIR, builds examples/host with pkg-config
+# alone, runs it, and checks that uninstall leaves no file.
+STAGE := $(CURDIR)/$(B)/stage
+STAGED_PC = PKG_CONFIG_PATH=$(STAGE)$(PREFIX)/lib/pkgconfig pkg-config
+check-install: all
+	rm -rf $(STAGE)
+	$(MAKE) install DESTDIR=$(STAGE)
+	$(CC) -std=c11 -Wall -Wextra examples/host/batch.c $$($(STAGED_PC) --cflags --libs parlua) \
+	  -o $(B)/installed_batch
+	$(B)/installed_batch examples/host/rules.lua examples/host/orders.csv /dev/null \
+	  | diff examples/host/expected.txt -
+	$(STAGE)$(PREFIX)/bin/parlua -e 'assert(par.map)'
+	LUA_CPATH='$(STAGE)$(PREFIX)/lib/lua/5.4/?.so' $(LUA) -e 'assert(require("par").map)'
+	$(MAKE) uninstall DESTDIR=$(STAGE)
+	test -z "$$(find $(STAGE) -type f)"
+
+# luarocks make builds a copy of the sources (without build/) into a
+# scratch tree; stock lua5.4 then requires par from that tree.
+LUAROCKS  := luarocks --lua-version 5.4
+ROCK_SRC  := $(CURDIR)/$(B)/rock-src
+ROCK_TREE := $(CURDIR)/$(B)/rock-tree
+FROM_ROCK := assert(package.searchpath("par", package.cpath):find("$(ROCK_TREE)", 1, true) == 1) \
+             assert(require("par").map(function(x) return x * 2 end, {21})[1] == 42)
+check-rock:
+	rm -rf $(ROCK_SRC) $(ROCK_TREE) && mkdir -p $(ROCK_SRC)
+	tar --exclude=./$(B) --exclude=./.git -cf - . | tar -C $(ROCK_SRC) -xf -
+	cd $(ROCK_SRC) && $(LUAROCKS) make --tree $(ROCK_TREE) parlua-scm-1.rockspec
+	eval "$$($(LUAROCKS) path --tree $(ROCK_TREE))" && cd / && $(LUA) -e '$(FROM_ROCK)'
+	$(ROCK_TREE)/bin/parlua -e 'assert(par.map)'
+
+check: check-c check-lua check-san check-fuzz check-install check-rock
 
 test: deps-test
 	$(MAKE) all

@@ -1,7 +1,7 @@
 -- The Lua half of the par module: the error type, par.imap and
 -- par.pipeline, and the public table. Receives from luaopen_par the C
--- functions, the error metatable, a loader of the other built-in parts and
--- the progress meter's constructor (runtime/progress.c).
+-- functions and par.version, the error metatable, a loader of the other
+-- built-in parts and the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
 
 Error.__name = "par.Error"
@@ -23,10 +23,7 @@ function Error:__tostring()
   return head
 end
 
-local par = {
-  Error = Error,
-  _VERSION = "parlua 0.1.0",
-}
+local par = {Error = Error}
 for name, fn in pairs(core) do par[name] = fn end
 
 -- A progress meter for fn ("par.imap") over total items (nil: not known);
@@ -43,6 +40,21 @@ local function is_callable(f)
   if type(f) == "function" then return true end
   local mt = getmetatable(f)
   return type(mt) == "table" and mt.__call ~= nil
+end
+
+-- What a source must not be: a dictionary, which would give nothing, or
+-- the iterator of ipairs(t) or pairs(t), whose list would land in opts.
+local ipairs_step, pairs_step = ipairs({}), pairs({})
+local function check_source(source, arg, fname, right_call)
+  local why
+  if type(source) == "table" and rawlen(source) == 0 and next(source) ~= nil then
+    why = "list expected, got a table with keys but no items 1..n"
+  elseif source == ipairs_step then
+    why = "got ipairs(t): pass the list itself, " .. right_call
+  elseif source == pairs_step then
+    why = "got pairs(t): pass a list, or a function that returns the next item"
+  end
+  if why then error(("bad argument #%d to '%s' (%s)"):format(arg, fname, why), 3) end
 end
 
 -- A source as a function returning the next item, or nothing at the end;
@@ -69,6 +81,7 @@ function par.imap(fn, source, opts)
   if type(source) ~= "table" and type(source) ~= "function" then
     error(("bad argument #2 to 'imap' (table or function expected, got %s)"):format(type(source)), 2)
   end
+  check_source(source, 2, "imap", "par.imap(fn, t)")
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #3 to 'imap' (table expected, got %s)"):format(type(opts)), 2)
   end
@@ -126,6 +139,6 @@ function par.imap(fn, source, opts)
   return step, nil, nil, handle
 end
 
-par.pipeline = load_part("pipeline")(par, meter_for)
+par.pipeline = load_part("pipeline")(par, meter_for, check_source)
 
 return par

@@ -2,7 +2,7 @@
 -- stages that stream into each other. Each stage is a par.imap over the
 -- stage before it, so every stage has its own workers and memory stays
 -- bounded by the stages' capacities, however long the source.
-local par, meter_for = ...
+local par, meter_for, check_source = ...
 
 local Pipeline = {}
 Pipeline.__index = Pipeline
@@ -99,6 +99,7 @@ return function(source, opts)
   if type(source) ~= "table" and type(source) ~= "function" then
     error(("bad argument #1 to 'pipeline' (table or function expected, got %s)"):format(type(source)), 2)
   end
+  check_source(source, 1, "pipeline", "par.pipeline(t)")
   if opts ~= nil and type(opts) ~= "table" then
     error(("bad argument #2 to 'pipeline' (table expected, got %s)"):format(type(opts)), 2)
   end

@@ -31,6 +31,8 @@
 #define OPT_V     4   /* -v, or -i */
 #define OPT_EXEC  8   /* -e */
 #define OPT_NOENV 16  /* -E */
+#define OPT_HELP  32  /* --help: print and exit (-h is a bad option, as in lua5.4) */
+#define OPT_VERSION 64 /* --version: print and exit */
 
 static const char *progname = DEFAULT_PROGNAME;
 
@@ -65,13 +67,8 @@ static int report(lua_State *L, int status) {
   return status;
 }
 
-static void print_usage(const char *badoption) {
-  fprintf(stderr, "%s: ", progname);
-  if (badoption[1] == 'e' || badoption[1] == 'l')
-    fprintf(stderr, "'%s' needs argument\n", badoption);
-  else
-    fprintf(stderr, "unrecognized option '%s'\n", badoption);
-  fprintf(stderr,
+static void print_options(FILE *f) {
+  fprintf(f,
           "usage: %s [options] [script [args]]\n"
           "Available options are:\n"
           "  -e stat   execute string 'stat'\n"
@@ -84,12 +81,41 @@ static void print_usage(const char *badoption) {
           "  --        stop handling options\n"
           "  -         stop handling options and execute stdin\n",
           progname);
+}
+
+/* A bad option: the message and usage lua5.4 prints, on stderr. */
+static void print_usage(const char *badoption) {
+  fprintf(stderr, "%s: ", progname);
+  if (badoption[1] == 'e' || badoption[1] == 'l')
+    fprintf(stderr, "'%s' needs argument\n", badoption);
+  else
+    fprintf(stderr, "unrecognized option '%s'\n", badoption);
+  print_options(stderr);
   fflush(stderr);
 }
 
+/* --help: lua5.4's usage and what parlua adds, on stdout. */
+static void print_help(void) {
+  print_options(stdout);
+  fputs("  --help      show this help and exit\n"
+        "  --version   show the parlua and Lua versions and exit\n"
+        "The par module is the global 'par' (par.map, par.imap, par.pipeline,\n"
+        "par.queue, par.spawn, par.channel, ...); require \"par\" returns it too.\n"
+        "Environment: PARLUA_WORKERS=n sets par.workers(); PARLUA_PROGRESS=1\n"
+        "draws a progress line for long maps on a terminal, =log writes lines.\n"
+        "See parlua(1) and docs/api.md.\n",
+        stdout);
+  fflush(stdout);
+}
+
+/* -v, and the banner at a terminal: exactly what lua5.4 prints. */
 static void print_version(void) {
   fputs(LUA_COPYRIGHT "\n", stdout);
-  fputs(PARLUA_VERSION "\n", stdout);
+  fflush(stdout);
+}
+
+static void print_parlua_version(void) {
+  fputs(PARLUA_VERSION "\n" LUA_COPYRIGHT "\n", stdout);
   fflush(stdout);
 }
 
@@ -251,6 +277,10 @@ static int scan_options(char **argv, int *script) {
       case '\0':  /* "-": stdin is the script */
         return flags;
       case '-':
+        if (strcmp(opt, "--help") == 0)
+          return OPT_HELP;
+        if (strcmp(opt, "--version") == 0)
+          return OPT_VERSION;
         if (opt[2] != '\0')
           return OPT_BAD;
         *script = i + 1;
@@ -360,7 +390,9 @@ static int read_terminal_line(lua_State *L, const char *prompt) {
 
 /*
 ** Reads one line of stdin, without its newline, onto the stack; 0 at end
-** of input. Read byte by byte, so a NUL stays in the line.
+** of input. Read byte by byte, so a NUL stays in the line. The line is
+** echoed after the prompt, as lua5.4's readline does when stdin is not a
+** terminal.
 */
 static int read_line(lua_State *L, const char *prompt) {
   luaL_Buffer b;
@@ -378,6 +410,9 @@ static int read_line(lua_State *L, const char *prompt) {
     return 0;
   }
   luaL_pushresult(&b);
+  fwrite(lua_tostring(L, -1), 1, lua_rawlen(L, -1), stdout);
+  fputs("\n", stdout);
+  fflush(stdout);
   return 1;
 }
 
@@ -506,6 +541,14 @@ static int protected_main(lua_State *L) {
   if (flags == OPT_BAD) {
     print_usage(argv[script]);
     return 0;
+  }
+  if (flags == OPT_HELP || flags == OPT_VERSION) {
+    if (flags == OPT_HELP)
+      print_help();
+    else
+      print_parlua_version();
+    lua_pushboolean(L, 1);
+    return 1;
   }
   if (flags & OPT_V)
     print_version();

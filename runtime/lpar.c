@@ -93,12 +93,14 @@ static int load_part(lua_State *L) {
   return 1;
 }
 
-/* Runs lualib/par.lua with the C functions, the error metatable, load_part and the progress meter. */
+/* Runs lualib/par.lua with the C functions and version, the error metatable, load_part and the progress meter. */
 int luaopen_par(lua_State *L) {
   lua_pushcfunction(L, load_part);
   lua_pushliteral(L, "par");
   lua_call(L, 1, 1);
   luaL_newlib(L, par_functions);
+  lua_pushliteral(L, PARLUA_VERSION);
+  lua_setfield(L, -2, "version");
   luaL_newmetatable(L, PAR_ERROR_METATABLE);
   lua_pushcfunction(L, load_part);
   lua_pushcfunction(L, progress_lua_new);

@@ -459,6 +459,13 @@ static int finish(MapRun *m) {
   return 2;
 }
 
+/* A table with keys but no items 1..n maps nothing: a dictionary passed by mistake. */
+static void check_not_dictionary(lua_State *L) {
+  lua_pushnil(L);
+  if (lua_next(L, 2))
+    luaL_argerror(L, 2, "list expected, got a table with keys but no items 1..n");
+}
+
 int par_map(lua_State *L) {
   MapRun m;
   lua_Integer n;
@@ -470,6 +477,7 @@ int par_map(lua_State *L) {
   options_read(L, 3, map_options, &m.opts);
   n = (lua_Integer)lua_rawlen(L, 2);
   if (n == 0) {
+    check_not_dictionary(L);
     lua_newtable(L);
     return 1;
   }

@@ -7,7 +7,7 @@
 
 #include <lua.h>
 
-#define PARLUA_VERSION "parlua 0.1.0"
+#define PARLUA_VERSION "parlua 0.2.0"
 
 /* Opens the module and returns it on the stack, like any luaopen_ function. */
 int luaopen_par(lua_State *L);

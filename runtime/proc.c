@@ -545,3 +545,11 @@ void proc_describe_status(int status, char *out, size_t size) {
     snprintf(out, size, "ended with wait status %d", status);
   }
 }
+
+int proc_exit_code(int status, int *code) {
+  if (status == -1) return 0;
+  if (WIFSIGNALED(status)) *code = -WTERMSIG(status);
+  else if (WIFEXITED(status)) *code = WEXITSTATUS(status);
+  else return 0;
+  return 1;
+}

@@ -184,4 +184,11 @@ int proc_thread_count(void);
 /* Formats how a wait status ended a process: "killed by SIGSEGV", "exited with status 3". */
 void proc_describe_status(int status, char *out, size_t size);
 
+/*
+** A wait status as Python's Process.exitcode: the exit status, or minus
+** the signal that killed the process. Returns 0 when the status is not
+** known (-1, a failed reap).
+*/
+int proc_exit_code(int status, int *code);
+
 #endif

@@ -218,15 +218,31 @@ static int process_kill(lua_State *L) {
   return 0;
 }
 
-static int process_running(lua_State *L) {
-  Process *p = check_own_process(L);
+/* Reaps the process if it has ended (join still reads what it sent); returns whether it has. */
+static int poll_end(lua_State *L, Process *p) {
   if (!p->reaped) {
     int ended = proc_try_reap(p->pid, &p->status);
     if (ended < 0)
       return luaL_error(L, "par.spawn: cannot wait for process %d: %s", (int)p->pid, strerror(errno));
-    p->reaped = ended; /* join still reads what it sent */
+    p->reaped = ended;
   }
-  lua_pushboolean(L, !p->reaped);
+  return p->reaped;
+}
+
+static int process_running(lua_State *L) {
+  Process *p = check_own_process(L);
+  lua_pushboolean(L, !poll_end(L, p));
+  return 1;
+}
+
+/* proc.exitcode: nil while it runs, then its exit status or minus the signal that killed it. */
+static int push_exitcode(lua_State *L) {
+  Process *p = check_own_process(L);
+  int code;
+  if (poll_end(L, p) && proc_exit_code(p->status, &code))
+    lua_pushinteger(L, code);
+  else
+    lua_pushnil(L);
   return 1;
 }
 
@@ -241,13 +257,16 @@ static int process_release(lua_State *L) {
   return 0;
 }
 
-/* __index: the pid field, then the methods (the upvalue). */
+/* __index: the fields pid and exitcode, then the methods (the upvalue). */
 static int process_index(lua_State *L) {
   Process *p = check_process(L);
-  if (lua_type(L, 2) == LUA_TSTRING && strcmp(lua_tostring(L, 2), "pid") == 0) {
+  const char *key = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : "";
+  if (strcmp(key, "pid") == 0) {
     lua_pushinteger(L, p->pid);
     return 1;
   }
+  if (strcmp(key, "exitcode") == 0)
+    return push_exitcode(L);
   lua_pushvalue(L, 2);
   lua_rawget(L, lua_upvalueindex(1));
   return 1;

@@ -113,17 +113,43 @@ describe("parlua host", function()
       assert.are_not.equal(0, r.status)
     end)
 
-    it("prints the Lua copyright and then the parlua version with -v", function()
+    it("prints with -v exactly what lua5.4 -v prints: the Lua copyright", function()
       local r = run({ "-v" })
-      local first, second = r.out:match("^(.-)\n(.-)\n$")
-      assert.is_truthy(first:match("^Lua 5%.4%.%d+  Copyright %(C%) 1994%-%d+ Lua%.org, PUC%-Rio$"))
-      assert.are.equal(parlua_version(), second)
+      assert.is_truthy(r.out:match("^Lua 5%.4%.%d+  Copyright %(C%) 1994%-%d+ Lua%.org, PUC%-Rio\n$"), r.out)
       assert.are.equal(0, r.status)
     end)
 
     it("runs -e after printing the version with -v", function()
       local r = run({ "-v", "-e", "print('after')" })
-      assert.is_truthy(r.out:match("^Lua 5%.4.-\n.-\nafter\n$"))
+      assert.is_truthy(r.out:match("^Lua 5%.4[^\n]*PUC%-Rio\nafter\n$"), r.out)
+    end)
+
+    it("prints the parlua version, which is par.version, and then Lua's with --version", function()
+      local r = run({ "--version" })
+      assert.are.equal(parlua_version() .. "\n" .. run({ "-v" }).out, r.out)
+      assert.are.equal(parlua_version(), run({ "-e", "io.write(par.version)" }).out)
+      assert.is_truthy(parlua_version():match("^parlua %d+%.%d+%.%d+$"))
+      assert.are.equal(0, r.status)
+    end)
+
+    it("prints the usage with the par additions on stdout with --help, and runs nothing else", function()
+      local r = run({ "--help", "-e", "print('ran')" })
+      assert.is_true(starts_with(r.out, "usage: " .. HOST .. " [options] [script [args]]\n"))
+      assert.is_true(contains(r.out, "-l g=mod"))
+      assert.is_true(contains(r.out, "--version"))
+      assert.is_true(contains(r.out, "par.map"))
+      assert.is_true(contains(r.out, "PARLUA_WORKERS"))
+      assert.is_false(contains(r.out, "ran"))
+      assert.are.equal("", r.err)
+      assert.are.equal(0, r.status)
+    end)
+
+    it("rejects -h and other long options as lua5.4 does", function()
+      for _, opt in ipairs({ "-h", "---", "--versions" }) do
+        local r = run({ opt })
+        assert.is_true(starts_with(r.err, HOST .. ": unrecognized option '" .. opt .. "'\n"), r.err)
+        assert.are_not.equal(0, r.status)
+      end
     end)
 
     it("prints a usage message and fails on an unknown option", function()
@@ -335,8 +361,8 @@ describe("parlua host", function()
 
     it("prints the values of expressions", function()
       local r = run({ "-i" }, { stdin = "6 * 7\n'a' .. 'b', nil, 3\n" })
-      assert.is_true(contains(r.out, "> 42\n"))
-      assert.is_true(contains(r.out, "> ab\tnil\t3\n"))
+      assert.is_true(contains(r.out, "> 6 * 7\n42\n"))
+      assert.is_true(contains(r.out, "> 'a' .. 'b', nil, 3\nab\tnil\t3\n"))
     end)
 
     it("continues a statement over several lines", function()
@@ -347,7 +373,7 @@ describe("parlua host", function()
 
     it("uses _PROMPT and _PROMPT2", function()
       local r = run({ "-i" }, { stdin = "_PROMPT = 'P1: ' _PROMPT2 = 'P2: '\ny =\n1\n" })
-      assert.is_true(contains(r.out, "P1: P2: P1: "))
+      assert.is_true(contains(r.out, "P1: y =\nP2: 1\nP1: "))
     end)
 
     it("reports errors without the program name and keeps going", function()
@@ -364,11 +390,32 @@ describe("parlua host", function()
       assert.are.equal(0, r.status)
     end)
 
+    it("echoes each piped line after its prompt, as lua5.4 does", function()
+      local r = run({ "-i" }, { stdin = "x =\n20\nprint(x + 1)\nerror('e')\nx" })
+      assert.are.equal(run({ "-v" }).out .. "> x =\n>> 20\n> print(x + 1)\n21\n> error('e')\n> x\n20\n> \n",
+                       r.out)
+    end)
+
+    it("gives the output lua5.4 gives for the same piped input", function()
+      if os.execute("command -v lua5.4 >/dev/null") ~= true then
+        pending("no lua5.4 to compare with")
+        return
+      end
+      local input = write_file(tempname(), "_PROMPT = 'P:'\nfor i = 1, 2 do\nprint(i)\nend\n= 6 * 7\nbad bad\n")
+      local function output(interpreter)
+        local p = io.popen(("unset LUA_INIT LUA_INIT_5_4; %s -i < %s 2>&1"):format(quote(interpreter), quote(input)))
+        local text = p:read("a")
+        p:close()
+        return text
+      end
+      assert.are.equal(output("lua5.4"), output(HOST))
+    end)
+
     it("keeps a line that holds a NUL apart from the next line", function()
       local r = run({ "-i" }, { stdin = "print(1)\0junk\nprint(2)\n" })
       assert.is_true(starts_with(r.err, "stdin:1: unexpected symbol"))
-      assert.is_false(contains(r.out, "> 1\n"))
-      assert.is_true(contains(r.out, "> 2\n"))
+      assert.is_false(contains(r.out, "\n1\n"))
+      assert.is_true(contains(r.out, "> print(2)\n2\n"))
     end)
 
     -- script(1) runs the host on a terminal, fed from a FIFO one step at a
@@ -420,6 +467,26 @@ describe("parlua host", function()
       local script = temp_script("y = 'from script'")
       local r = run({ "-i", "-e", "x = 'from -e'", script }, { stdin = "print(x, y)\n" })
       assert.is_true(contains(r.out, "from -e\tfrom script\n"))
+    end)
+  end)
+
+  -- Lua 5.4.4's own tests of the standalone interpreter; the folder is not
+  -- in the repository (LUA_TESTES, or shared/ beside the clone).
+  describe("Lua's testes/main.lua", function()
+    local testes = os.getenv("LUA_TESTES") or "../shared/lua-5.4.4-testes"
+
+    it("passes in full", function()
+      if not read_file(testes .. "/main.lua") then
+        pending("no " .. testes .. "/main.lua (set LUA_TESTES to Lua 5.4.4's testes folder)")
+        return
+      end
+      local host = HOST:sub(1, 1) == "/" and HOST or assert(os.getenv("PWD")) .. "/" .. HOST
+      local log = tempname()
+      local ok = os.execute(("cd %s && unset LUA_INIT LUA_INIT_5_4 && %s main.lua > %s 2>&1 < /dev/null")
+        :format(quote(testes), quote(host), quote(log)))
+      local out = read_file(log)
+      assert.is_true(ok, out)
+      assert.is_truthy(out:find("\nOK\n$"), out)
     end)
   end)
 
