@@ -66,9 +66,11 @@ static void unlock(Shared *h) {
   shmtable_unlock(h->t);
 }
 
+/* No position in front: the message starts with the function's name. */
 static int raise_full(lua_State *L, Shared *h) {
-  return luaL_error(L, "%s: full (it may grow to %I bytes; opts.max sets that)", h->fn,
-                    (lua_Integer)h->size);
+  lua_pushfstring(L, "%s: full (it may grow to %I bytes; opts.max sets that)", h->fn,
+                  (lua_Integer)h->size);
+  return lua_error(L);
 }
 
 /* Raises the full error after unlocking, if r says so. */

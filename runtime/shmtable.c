@@ -88,29 +88,58 @@ static unsigned class_for(uint64_t payload) {
   return class;
 }
 
+static void block_free(ShmTable *t, uint64_t payload) {
+  unsigned class = header_of(t, payload)->class;
+  *(uint64_t *)at(t, payload) = t->free[class];
+  t->free[class] = payload;
+}
+
+static uint64_t pop_free(ShmTable *t, unsigned class) {
+  uint64_t payload = t->free[class];
+  if (payload != 0) t->free[class] = *(uint64_t *)at(t, payload);
+  return payload;
+}
+
+/* Writes a block's header in one store. */
+static void set_class(ShmTable *t, uint64_t block, unsigned class) {
+  BlockHeader h = {class, 0};
+  uint64_t word;
+  memcpy(&word, &h, sizeof word);
+  publish(at(t, block), word);
+}
+
+/*
+** A free block of a larger class, halved down to 'class'; the upper
+** halves go on the free lists. Each upper half gets its header before the
+** lower one shrinks, so the heap can be walked block by block throughout.
+*/
+static uint64_t split_larger(ShmTable *t, unsigned class) {
+  unsigned c = class + 1;
+  uint64_t block;
+  while (c < CLASSES && t->free[c] == 0) c++;
+  if (c == CLASSES) return 0;
+  block = pop_free(t, c) - sizeof(BlockHeader);
+  while (c > class) {
+    uint64_t upper = block + ((uint64_t)1 << --c);
+    set_class(t, upper, c);
+    set_class(t, block, c);
+    block_free(t, upper + sizeof(BlockHeader));
+  }
+  return block + sizeof(BlockHeader);
+}
+
 /* A payload of at least n bytes, or 0 when the mapping has no room. */
 static uint64_t block_alloc(ShmTable *t, uint64_t n) {
   unsigned class;
   uint64_t block, payload;
   if (n > t->size) return 0;
   class = class_for(n);
-  payload = t->free[class];
-  if (payload != 0) {
-    t->free[class] = *(uint64_t *)at(t, payload);
-    return payload;
-  }
+  if ((payload = pop_free(t, class)) != 0) return payload;
   block = t->heap_top;
-  if (((uint64_t)1 << class) > t->size - block) return 0;
-  ((BlockHeader *)at(t, block))->class = class;
-  ((BlockHeader *)at(t, block))->mark = 0;
+  if (((uint64_t)1 << class) > t->size - block) return split_larger(t, class);
+  set_class(t, block, class);
   publish(&t->heap_top, block + ((uint64_t)1 << class));
   return block + sizeof(BlockHeader);
-}
-
-static void block_free(ShmTable *t, uint64_t payload) {
-  unsigned class = header_of(t, payload)->class;
-  *(uint64_t *)at(t, payload) = t->free[class];
-  t->free[class] = payload;
 }
 
 /* ---- entries -------------------------------------------------------------- */
