@@ -200,7 +200,7 @@ describe("par.dict", function()
         if k ~= "count" then assert.are.equal(#text_of(v.i), #v.s) end
       end
       assert.are.equal(#d, n, "round " .. round)
-      assert.is_true(d.count >= done_incr:get())
+      assert.is_true((d.count or 0) >= done_incr:get(), "round " .. round)
       for _, v in ipairs(l) do assert.are.equal(#text_of(v.i), #v.s) end
       assert.are.equal(#l, #l:snapshot())
       assert.is_true(#l >= done_append:get() - 1) -- the last append may have been popped
