@@ -151,6 +151,16 @@ describe("par.dict", function()
     for i = 1, 100 do assert.are.equal(i * i, d[i].square) end
   end)
 
+  it("is written by nested workers and spawned processes", function()
+    local d = par.dict()
+    par.map(function(i)
+      par.spawn(function() d["spawned" .. i] = true end):join()
+      par.map(function(j) d[i * 10 + j] = j end, {1, 2}, {workers = 2})
+    end, {1, 2}, {workers = 2})
+    assert.are.same({spawned1 = true, spawned2 = true, [11] = 1, [12] = 2, [21] = 1, [22] = 2},
+                    d:snapshot())
+  end)
+
   it("gets the exact total of 2 workers doing 10^5 incr each", function()
     local d = par.dict()
     par.map(function()
