@@ -18,9 +18,9 @@ LINK_NOW    = -Wl,-z,now
 SAN_FLAGS   = -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 SAN_CC      = clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS)
 
-MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/shm.c runtime/options.c \
+MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/shm.c runtime/shmtable.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
-               runtime/spawn.c runtime/message.c runtime/channel.c runtime/pipe.c runtime/lsync.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
+               runtime/spawn.c runtime/message.c runtime/channel.c runtime/pipe.c runtime/lsync.c runtime/ldict.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
 MODULE_SRC += runtime/progress.c runtime/checkpoint.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
 HEADERS    := $(wildcard runtime/*.h)

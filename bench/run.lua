@@ -559,6 +559,11 @@ local SIDE_BY_SIDE = {
      {"value_add_2workers", "2 workers, v:add 10^5 each (Value + get_lock)", 10},
      {"lock_uncontended", "lock acquire + release, uncontended, 2*10^5 (Lock)", 2},
    }},
+  {title = "shared dict: per operation, measured inside a worker, vs Python's Manager().dict()",
+   name = "dict", rows = {
+     {"dict_set_get", "dict set / get, 2*10^4 integer keys (Manager().dict())", 100},
+     {"dict_incr_2workers", "2 workers, d:incr on one key, 5000 each (Manager dict + Lock)", 200},
+   }},
   {title = "pipes and channels: per message, vs Python's Pipe and Queue",
    name = "pipe", rows = {
      {"pipe_ping_pong", "duplex pipe ping-pong, small ints, 2*10^4 (Pipe)", 3},

@@ -73,6 +73,8 @@ static const luaL_Reg par_functions[] = {
   {"value", par_value},
   {"array", par_array},
   {"pipe", par_pipe},
+  {"dict", par_dict},
+  {"list", par_list},
   {"workers", par_workers},
   {"pid", par_pid},
   {"now", par_now},

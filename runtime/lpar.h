@@ -15,5 +15,7 @@ int par_barrier(lua_State *L);   /* lsync.c */
 int par_value(lua_State *L);     /* lsync.c */
 int par_array(lua_State *L);     /* lsync.c */
 int par_pipe(lua_State *L);    /* pipe.c */
+int par_dict(lua_State *L);    /* ldict.c */
+int par_list(lua_State *L);    /* ldict.c */
 
 #endif

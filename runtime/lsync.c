@@ -38,34 +38,6 @@ typedef struct Shared {
 } Shared;
 
 /*
-** Gives the object on top of the stack the metatable 'class', made on
-** first use: the methods as __index, then the metamethods (or NULL), and
-** 'release' as __gc and __close. Every method and metamethod has the
-** metatable as upvalue 1, for check_shared: luaL_checkudata looks the
-** class up by name, which took half the time of a lock's acquire.
-*/
-static void set_class(lua_State *L, const char *class, const luaL_Reg *methods,
-                      const luaL_Reg *metamethods, lua_CFunction release) {
-  if (luaL_newmetatable(L, class)) {
-    lua_newtable(L);
-    lua_pushvalue(L, -2);
-    luaL_setfuncs(L, methods, 1);
-    lua_pushvalue(L, -1);
-    lua_setfield(L, -3, "methods"); /* for an __index among the metamethods */
-    lua_setfield(L, -2, "__index");
-    if (metamethods != NULL) {
-      lua_pushvalue(L, -1);
-      luaL_setfuncs(L, metamethods, 1);
-    }
-    lua_pushcfunction(L, release);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, release);
-    lua_setfield(L, -2, "__close");
-  }
-  lua_setmetatable(L, -2);
-}
-
-/*
 ** Pushes a new object of 'class' and maps its size bytes. The class comes
 ** first, so an object whose mapping failed is still collected as one.
 */
@@ -74,7 +46,7 @@ static Shared *push_shared(lua_State *L, const char *fn, size_t size, const char
                            lua_CFunction release) {
   Shared *h = lua_newuserdatauv(L, sizeof *h, 0);
   memset(h, 0, sizeof *h);
-  set_class(L, class, methods, metamethods, release);
+  par_set_bound_class(L, class, methods, metamethods, release);
   h->mem = shm_map(size > 0 ? size : 1);
   if (h->mem == NULL) {
     par_push_syscall_error(L, fn, "system", "mmap");
@@ -86,10 +58,7 @@ static Shared *push_shared(lua_State *L, const char *fn, size_t size, const char
 
 /* The object at 1, of the class whose metatable is upvalue 1 of the running function. */
 static Shared *check_shared(lua_State *L, const char *class) {
-  Shared *h = lua_touserdata(L, 1);
-  if (h == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
-    luaL_typeerror(L, 1, class);
-  lua_pop(L, 1);
+  Shared *h = par_check_bound(L, class);
   if (h->mem == NULL) luaL_error(L, "%s: used after it was closed", class);
   return h;
 }

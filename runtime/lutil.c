@@ -109,6 +109,35 @@ void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
   lua_setmetatable(L, -2);
 }
 
+void par_set_bound_class(lua_State *L, const char *class, const luaL_Reg *methods,
+                         const luaL_Reg *metamethods, lua_CFunction release) {
+  if (luaL_newmetatable(L, class)) {
+    lua_newtable(L);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, methods, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, "methods");
+    lua_setfield(L, -2, "__index");
+    if (metamethods != NULL) {
+      lua_pushvalue(L, -1);
+      luaL_setfuncs(L, metamethods, 1);
+    }
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, release);
+    lua_setfield(L, -2, "__close");
+  }
+  lua_setmetatable(L, -2);
+}
+
+void *par_check_bound(lua_State *L, const char *class) {
+  void *p = lua_touserdata(L, 1);
+  if (p == NULL || !lua_getmetatable(L, 1) || !lua_rawequal(L, -1, lua_upvalueindex(1)))
+    luaL_typeerror(L, 1, class);
+  lua_pop(L, 1);
+  return p;
+}
+
 /* Pushes t[name] for the table t on top, without metamethods; returns its type. */
 static int push_raw_field(lua_State *L, const char *name) {
   lua_pushstring(L, name);

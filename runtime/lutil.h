@@ -67,6 +67,24 @@ void par_set_class(lua_State *L, const char *name, const luaL_Reg *methods,
                    lua_CFunction release, int closable);
 
 /*
+** Gives the userdata on top of the stack the metatable 'class', made on
+** first use: the methods as __index, then the metamethods (or NULL), and
+** 'release' as __gc and __close. Every method and metamethod has the
+** metatable as upvalue 1, and the metatable has the methods as field
+** "methods", for an __index among the metamethods.
+*/
+void par_set_bound_class(lua_State *L, const char *class, const luaL_Reg *methods,
+                         const luaL_Reg *metamethods, lua_CFunction release);
+
+/*
+** The userdata at 1 if it has the metatable that is upvalue 1 of the
+** running function (a method or metamethod of par_set_bound_class), else
+** a bad argument error. luaL_checkudata looks the class up by name, which
+** took half the time of a lock's acquire.
+*/
+void *par_check_bound(lua_State *L, const char *class);
+
+/*
 ** Pushes math.randomseed as the math library was loaded (package.loaded's,
 ** whatever the global 'math' is now) and returns 1; pushes nothing and
 ** returns 0 when the script has no math library or no randomseed in it.

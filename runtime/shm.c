@@ -21,6 +21,12 @@ void *shm_map(size_t size) {
   return mem == MAP_FAILED ? NULL : mem;
 }
 
+void *shm_reserve(size_t size) {
+  void *mem = mmap(NULL, size, PROT_READ | PROT_WRITE,
+                   MAP_SHARED | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  return mem == MAP_FAILED ? NULL : mem;
+}
+
 void shm_unmap(void *mem, size_t size) {
   munmap(mem, size);
 }

@@ -22,6 +22,12 @@
 void *shm_map(size_t size);
 void shm_unmap(void *mem, size_t size);
 
+/*
+** shm_map's twin for a mapping that may stay mostly unused: no memory is
+** set aside for it, a page is taken when it is first written.
+*/
+void *shm_reserve(size_t size);
+
 /* Makes a robust, process-shared mutex; 0 or an errno. */
 int shm_mutex_init(pthread_mutex_t *m, int recursive);
 

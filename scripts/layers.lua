@@ -5,13 +5,13 @@
 local layers = {
   {"parlua", "alloc", "buffer", "jsontext", "codec", "encode", "decode", "chunks"},
   {"proc", "cpus"},
-  {"shm"},
+  {"shm", "shmtable"},
   {"frame", "lutil", "options"},
   {"progress", "checkpoint"},
   {"message"},
   {"pool"},
   {"worker", "dispatch"},
-  {"lpar", "map", "queue", "spawn", "channel", "pipe", "lsync"},
+  {"lpar", "map", "queue", "spawn", "channel", "pipe", "lsync", "ldict"},
   {"host"},
 }
 
