@@ -127,5 +127,6 @@ function par.imap(fn, source, opts)
 end
 
 par.pipeline = load_part("pipeline")(par, meter_for)
+load_part("pool")(par, load_part("ship")(par)) -- par.pool, par.as_completed, par.wait
 
 return par

@@ -1,0 +1,615 @@
+-- par.pool: warm workers that run any function, with futures. The pool is
+-- a par.queue whose one function runs what each item names: a batch of
+-- calls (submit) or a range of a list (map). Functions travel described
+-- (lualib/ship.lua) and each worker keeps those it built, by id, so a
+-- function is described to a worker once. Work waits in the parent until
+-- a worker has room: until then a future can be cancelled.
+local par, ship = ...
+local Error = par.Error
+
+local Pool, Future = {}, {}
+Pool.__index, Pool.__name = Pool, "par.pool"
+Future.__index, Future.__name = Future, "par.Future"
+
+local MISS = "par.pool: function not here" -- a worker's answer for a function it lacks
+local BATCH_MAX = 64     -- calls in one item, when many wait
+local CHUNK_MAX = 4096   -- list items in one item
+
+local function new_error(kind, message, index)
+  return setmetatable({fn = "par.pool", kind = kind, message = message, index = index}, Error)
+end
+
+-- In a worker ---------------------------------------------------------------
+
+-- The queue's function: forked into every worker with its own 'built'.
+local function make_runner(seed)
+  local built = {}
+  local function func(id, descs)
+    local f = built[id]
+    if f == nil then
+      local desc = descs and descs[id]
+      if desc == nil then error({[MISS] = id}) end
+      f = ship.build(desc)
+      built[id] = f
+    end
+    return f
+  end
+  local function capture(e) -- as the worker's own handler does (runtime/worker.c)
+    local where = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "") -- the pool's own frames
+    local err = {message = type(e) == "string" and e or tostring(e), traceback = where}
+    if type(e) ~= "string" and pcall(par.encode, e) then err.value = e end
+    return err
+  end
+  local function run_range(item)
+    local f, list, out, errs = func(item.m, item.d), item.a, {}, nil
+    for j = 1, item.n do
+      if seed then math.randomseed(seed, item.lo + j - 1) end
+      local ok, r = xpcall(f, capture, list[j])
+      if ok then out[j] = r else errs = errs or {}; errs[j] = r end
+    end
+    return {r = out, e = errs}
+  end
+  return function(item)
+    if item.m then return run_range(item) end
+    local calls, fs, out = item.u, {}, {}
+    for k, call in ipairs(calls) do fs[k] = func(call[1], item.d) end -- a miss before any runs
+    for k, call in ipairs(calls) do
+      local args = call[2]
+      if seed then math.randomseed(seed, call[3]) end
+      out[k] = table.pack(xpcall(fs[k], capture, table.unpack(args, 1, args.n)))
+    end
+    return out
+  end
+end
+
+-- Futures -------------------------------------------------------------------
+
+local function new_future(pool)
+  return setmetatable({pool = pool, state = "pending"}, Future)
+end
+
+-- The future's outcome, once: results packed after a true, or an error.
+local function settle(f, packed, err)
+  if f.state == "done" or f.state == "cancelled" then return end
+  f.state, f.packed, f.err = "done", packed, err
+  f.pool.unfinished[f] = nil
+  if f.watch then f.watch[#f.watch + 1] = f end
+end
+
+function Future:done()
+  return self.state == "done" or self.state == "cancelled"
+end
+
+function Future:cancel()
+  if self.state == "pending" then
+    settle(self, nil, new_error("cancelled", "cancelled before it started", self.index))
+    self.state = "cancelled"
+  end
+  return self.state == "cancelled"
+end
+
+function Future:cancelled()
+  return self.state == "cancelled"
+end
+
+-- Pumping ------------------------------------------------------------------
+
+local function deadline_of(timeout, fname)
+  if timeout == nil then return nil end
+  if type(timeout) ~= "number" or timeout ~= timeout or timeout < 0 then
+    error(("bad argument #1 to '%s' (non-negative number expected, got %s)"):format(fname, tostring(timeout)), 3)
+  end
+  return par.now() + timeout
+end
+
+local function left(deadline)
+  if deadline == nil then return nil end
+  return math.max(0, deadline - par.now())
+end
+
+-- Waits until the future is done or the deadline passes; returns whether it is done.
+local function wait_for(f, deadline)
+  local pool = f.pool
+  while not f:done() do
+    if not pool:_pump(left(deadline)) and deadline and par.now() >= deadline then return false end
+  end
+  return true
+end
+
+function Future:result(timeout)
+  if not wait_for(self, deadline_of(timeout, "result")) then return nil, "timeout" end
+  if self.err then error(self.err, 0) end
+  return table.unpack(self.packed, 2, self.packed.n)
+end
+
+-- The pool -------------------------------------------------------------------
+
+local queue_options = {workers = true, init = true, timeout = true}
+local pool_options = {workers = true, init = true, timeout = true, retries = true, seed = true, max_tasks = true}
+
+local function check_count(opts, name, least)
+  local v = opts[name]
+  if v ~= nil and (math.type(v) ~= "integer" or v < least) then
+    error(("bad argument #1 to 'pool' (option '%s' must be an integer >= %d)"):format(name, least), 3)
+  end
+  return v
+end
+
+local function read_options(opts)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #1 to 'pool' (table expected, got %s)"):format(type(opts)), 3)
+  end
+  opts = opts or {}
+  for name in pairs(opts) do
+    if not pool_options[name] then
+      error(("bad argument #1 to 'pool' (unknown option '%s')"):format(tostring(name)), 3)
+    end
+  end
+  local qopts = {}
+  for name in pairs(queue_options) do qopts[name] = opts[name] end
+  return qopts, check_count(opts, "retries", 0) or 0, check_count(opts, "seed", math.mininteger),
+         check_count(opts, "max_tasks", 1)
+end
+
+function par.pool(opts)
+  local qopts, retries, seed, max_tasks = read_options(opts)
+  local workers = qopts.workers and math.min(qopts.workers, 4096) or par.workers()
+  local limit = 2 * workers -- items workers hold: each takes two ahead
+  qopts.capacity, qopts.on_error = limit, "collect"
+  local made, q = pcall(par.queue, make_runner(seed), qopts)
+  if not made then
+    if type(q) ~= "string" then q.fn = "par.pool"; error(q, 2) end -- a fork error as it is
+    error((q:gsub("^.-bad argument #2 to '[^']*'", "bad argument #1 to 'pool'")), 2)
+  end
+  return setmetatable({
+    q = q, workers = workers, limit = limit, retries = retries,
+    backlog = {}, head = 1, tail = 0, -- items waiting for room, by position
+    inflight = {}, running = 0,       -- queue id -> item
+    unfinished = {},                  -- futures not done
+    fns = setmetatable({}, {__mode = "k"}), by_code = {}, next_fn = 0,
+    tasks = 0,
+  }, Pool)
+end
+
+-- The id under which workers know fn, and its record: described once per
+-- function and upvalues, whatever closure carries them.
+function Pool:_function(fn, fname)
+  local rec = self.fns[fn]
+  if rec and ship.same_upvalues(fn, rec.upvalues) then return rec end
+  local desc = ship.describe(fn, fname)
+  local key = desc.lib and table.concat(desc.lib, ".") or desc[1].code
+  local upvalues = ship.upvalues(fn)
+  for _, known in ipairs(self.by_code[key] or {}) do
+    if ship.same_upvalues(fn, known.upvalues) then self.fns[fn] = known; return known end
+  end
+  self.next_fn = self.next_fn + 1
+  rec = {id = self.next_fn, desc = desc, upvalues = upvalues, sent = 0}
+  self.by_code[key] = self.by_code[key] or {}
+  table.insert(self.by_code[key], rec)
+  self.fns[fn] = rec
+  return rec
+end
+
+-- The descriptions an item carries: for its first sends, as each worker
+-- is likely to need them, and after a worker said it lacks one.
+local function descriptions(self, item)
+  local descs
+  for _, rec in ipairs(item.fns) do
+    if item.needs or rec.sent < self.workers then
+      rec.sent = rec.sent + 1
+      descs = descs or {}
+      descs[rec.id] = rec.desc
+    end
+  end
+  item.wire.d = descs
+end
+
+local function backlog_push_front(self, item)
+  self.head = self.head - 1
+  self.backlog[self.head] = item
+end
+
+local function backlog_push(self, item)
+  self.tail = self.tail + 1
+  self.backlog[self.tail] = item
+end
+
+local function backlog_take(self)
+  local item = self.backlog[self.head]
+  self.backlog[self.head] = nil
+  self.head = self.head + 1
+  return item
+end
+
+local function backlog_count(self)
+  return self.tail - self.head + 1
+end
+
+-- Whether an item still has work: its futures were not all cancelled, its map did not fail.
+local function live_calls(item)
+  if item.map then return not item.map.future:done() end
+  local calls, futures = {}, {}
+  for k, f in ipairs(item.futures) do
+    if f.state == "pending" then
+      calls[#calls + 1], futures[#futures + 1] = item.wire.u[k], f
+    end
+  end
+  item.wire.u, item.futures = calls, futures
+  return #calls > 0
+end
+
+-- Merges single calls waiting at the front into 'item', up to 'most' calls.
+local function merge_calls(self, item, most)
+  while #item.futures < most and backlog_count(self) > 0 do
+    local next_item = self.backlog[self.head]
+    if next_item.map or #next_item.futures ~= 1 or next_item.needs or next_item.attempts > 1 then break end
+    backlog_take(self)
+    if live_calls(next_item) then
+      item.wire.u[#item.wire.u + 1] = next_item.wire.u[1]
+      item.futures[#item.futures + 1] = next_item.futures[1]
+      if next_item.fns[1] ~= item.fns[1] then item.fns[#item.fns + 1] = next_item.fns[1] end
+    end
+  end
+end
+
+local function send(self, item)
+  descriptions(self, item)
+  local id = self.q:push(item.wire)
+  self.inflight[id] = item
+  self.running = self.running + 1
+  for _, f in ipairs(item.futures or {}) do f.state = "running" end
+end
+
+-- Hands waiting items to the queue while workers have room.
+function Pool:_fill()
+  while self.running < self.limit and backlog_count(self) > 0 do
+    local item = backlog_take(self)
+    if live_calls(item) then
+      if not item.map and #item.futures == 1 and item.attempts == 1 then
+        merge_calls(self, item, math.min(BATCH_MAX, math.ceil(backlog_count(self) / self.limit) + 1))
+      end
+      send(self, item)
+    end
+  end
+end
+
+-- Fails every unfinished future with err, as the pool ends.
+local function fail_all(self, err)
+  local all = {}
+  for f in pairs(self.unfinished) do all[#all + 1] = f end
+  for _, f in ipairs(all) do settle(f, nil, err) end
+  self.backlog, self.head, self.tail, self.inflight, self.running = {}, 1, 0, {}, 0
+end
+
+-- The error err (from the queue) as the error of the call or list item 'index'.
+local function as_item_error(err, index, attempts)
+  err.fn = "par.pool"
+  if err.index then err.message = err.message:gsub("item " .. err.index, "item " .. index) end
+  err.index = index
+  if attempts > 1 then err.attempts = attempts end
+  return setmetatable(err, Error)
+end
+
+-- Items of one call or list item each, for the calls or items of 'item', in order.
+local function split(item)
+  local parts = {}
+  if item.map then
+    for j = 1, item.wire.n do
+      local lo = item.wire.lo + j - 1
+      parts[j] = {map = item.map, fns = item.fns, attempts = 1,
+                  wire = {m = item.wire.m, lo = lo, n = 1, a = {item.wire.a[j]}}}
+    end
+  else
+    for k, f in ipairs(item.futures) do
+      parts[k] = {futures = {f}, fns = {f.fn_rec}, attempts = 1, wire = {u = {item.wire.u[k]}}}
+    end
+  end
+  return parts
+end
+
+local function retry(self, item)
+  item.attempts = item.attempts + 1
+  backlog_push_front(self, item)
+end
+
+local function map_item_failed(self, map, lo, err)
+  if map.collect then
+    map.errs = map.errs or {}
+    map.errs[lo] = err
+  elseif not map.future:done() then
+    settle(map.future, nil, err)
+  end
+end
+
+-- A single call or list item failed with err: it runs again, or that is its outcome.
+local function one_failed(self, item, err)
+  if item.attempts <= self.retries then return retry(self, item) end
+  if item.map then
+    map_item_failed(self, item.map, item.wire.lo, as_item_error(err, item.wire.lo, item.attempts))
+    return self:_map_part_done(item.map)
+  end
+  local f = item.futures[1]
+  settle(f, nil, as_item_error(err, f.index, item.attempts))
+end
+
+-- The queue failed a whole item: a worker lacked a function, crashed, ran
+-- out of time, or the results could not travel.
+local function item_failed(self, item, err)
+  if type(err.value) == "table" and err.value[MISS] then
+    item.needs = true
+    return backlog_push_front(self, item)
+  end
+  local count = item.map and item.wire.n or #item.futures
+  if count == 1 then return one_failed(self, item, err) end
+  if item.map then item.map.parts = item.map.parts + count - 1 end
+  local parts = split(item)
+  for k = #parts, 1, -1 do backlog_push_front(self, parts[k]) end
+end
+
+local function captured_error(capture)
+  capture.kind = "error"
+  return capture
+end
+
+local function range_done(self, item, r)
+  local map, wire = item.map, item.wire
+  if map.future:done() then return end
+  table.move(r.r, 1, wire.n, wire.lo, map.results)
+  for j, capture in pairs(r.e or {}) do
+    local one = {map = map, fns = item.fns, attempts = item.attempts,
+                 wire = {m = wire.m, lo = wire.lo + j - 1, n = 1, a = {wire.a[j]}}}
+    map.parts = map.parts + 1
+    one_failed(self, one, captured_error(capture))
+  end
+  self:_map_part_done(map)
+end
+
+local function calls_done(self, item, outcomes)
+  for k, f in ipairs(item.futures) do
+    local packed = outcomes[k]
+    if packed[1] then
+      settle(f, packed)
+    else
+      one_failed(self, {futures = {f}, fns = {f.fn_rec}, attempts = item.attempts,
+                        wire = {u = {item.wire.u[k]}}}, captured_error(packed[2]))
+    end
+  end
+end
+
+-- Takes in one outcome from the workers, waiting up to timeout seconds
+-- (nil: as long as it takes); returns whether one came.
+function Pool:_pump(timeout)
+  self:_fill()
+  if self.running == 0 then return false end
+  local ok, id, r, err = pcall(self.q.pop, self.q, timeout)
+  if not ok then -- the queue is dead: an interrupt, or init failed
+    if type(id) == "table" then id.fn = "par.pool" end
+    self.dead = id
+    fail_all(self, id)
+    error(id, 0)
+  end
+  if id == nil then return false end
+  local item = self.inflight[id]
+  self.inflight[id] = nil
+  self.running = self.running - 1
+  if err ~= nil then item_failed(self, item, err)
+  elseif item.map then range_done(self, item, r)
+  else calls_done(self, item, r) end
+  self:_fill()
+  return true
+end
+
+local function check_open(self, fname)
+  if getmetatable(self) ~= Pool then
+    error(("bad argument #1 to '%s' (par.pool expected, got %s)"):format(fname, type(self)), 3)
+  end
+  if self.dead then error(self.dead, 3) end
+  if self.closed then error(("par.pool: %s on a closed pool"):format(fname), 3) end
+end
+
+local function check_function(fn, fname, arg)
+  if type(fn) ~= "function" then
+    error(("bad argument #%d to '%s' (function expected, got %s)"):format(arg, fname, type(fn)), 3)
+  end
+end
+
+function Pool:submit(fn, ...)
+  check_open(self, "submit")
+  check_function(fn, "submit", 1)
+  local rec = self:_function(fn, "submit")
+  local args = table.pack(...)
+  if self.running >= self.limit then -- it waits here: its arguments must travel later
+    local ok, why = pcall(par.encode, args)
+    if not ok then
+      error((why:gsub("^bad argument #1 to '[^']*'", "bad argument #2 to 'submit'"):gsub("at value", "at args")), 2)
+    end
+  end
+  self.tasks = self.tasks + 1
+  local f = new_future(self)
+  f.index, f.fn_rec = self.tasks, rec
+  self.unfinished[f] = true
+  backlog_push(self, {futures = {f}, fns = {rec}, attempts = 1, wire = {u = {{rec.id, args, f.index}}}})
+  if self.running < self.limit then
+    local ok, why = pcall(self._fill, self)
+    if not ok then
+      if type(why) ~= "string" then error(why, 0) end
+      settle(f, nil, new_error("error", why, f.index))
+      why = why:gsub("^.-bad argument #1 to 'push' %(", "bad argument #2 to 'submit' ("):gsub("item%.u%[1%]%[2%]", "args")
+      error(why, 2)
+    end
+  end
+  return f
+end
+
+local map_options = {on_error = true, chunk = true}
+
+local function read_map_options(opts, fname)
+  if opts ~= nil and type(opts) ~= "table" then
+    error(("bad argument #3 to '%s' (table expected, got %s)"):format(fname, type(opts)), 4)
+  end
+  opts = opts or {}
+  for name in pairs(opts) do
+    if not map_options[name] then
+      error(("bad argument #3 to '%s' (unknown option '%s')"):format(fname, tostring(name)), 4)
+    end
+  end
+  if opts.on_error ~= nil and opts.on_error ~= "raise" and opts.on_error ~= "collect" then
+    error(("bad argument #3 to '%s' (option 'on_error' must be \"raise\" or \"collect\")"):format(fname), 4)
+  end
+  if opts.chunk ~= nil and (math.type(opts.chunk) ~= "integer" or opts.chunk < 1) then
+    error(("bad argument #3 to '%s' (option 'chunk' must be an integer >= 1)"):format(fname), 4)
+  end
+  return opts.on_error == "collect", opts.chunk
+end
+
+-- One finished part of a map: with none left, its future has the results.
+function Pool:_map_part_done(map)
+  map.parts = map.parts - 1
+  if map.parts > 0 or map.future:done() then return end
+  settle(map.future, {n = 3, true, map.results, map.errs})
+end
+
+local function start_map(self, fn, list, opts, fname)
+  check_open(self, fname)
+  check_function(fn, fname, 1)
+  if type(list) ~= "table" then
+    error(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(list)), 3)
+  end
+  local collect, chunk = read_map_options(opts, fname)
+  local rec, n = self:_function(fn, fname), rawlen(list)
+  chunk = chunk or math.max(1, math.min(CHUNK_MAX, math.ceil(n / (4 * self.workers))))
+  local f = new_future(self)
+  local map = {future = f, results = {}, collect = collect, parts = 0}
+  f.map, f.state = map, "running" -- a map cannot be cancelled
+  self.unfinished[f] = true
+  for lo = 1, n, chunk do
+    local hi = math.min(n, lo + chunk - 1)
+    map.parts = map.parts + 1
+    backlog_push(self, {map = map, fns = {rec}, attempts = 1,
+                        wire = {m = rec.id, lo = lo, n = hi - lo + 1, a = table.move(list, lo, hi, 1, {})}})
+  end
+  if n == 0 then settle(f, {n = 3, true, map.results}) end
+  self:_fill()
+  return f
+end
+
+function Pool:map_async(fn, list, opts)
+  return start_map(self, fn, list, opts, "map_async")
+end
+
+function Pool:map(fn, list, opts)
+  local f = start_map(self, fn, list, opts, "map")
+  local results, errs = f:result()
+  if f.map.collect then return results, errs end
+  return results
+end
+
+function Pool:close()
+  self.closed = true
+end
+
+-- Waits for the work of a closed pool to finish, then for its workers to exit.
+function Pool:join()
+  if getmetatable(self) ~= Pool then error("bad argument #1 to 'join' (par.pool expected)", 2) end
+  if not self.closed then error("par.pool: join on an open pool (close it first)", 2) end
+  if self.dead or self.joined then return end
+  while self.running > 0 or backlog_count(self) > 0 do self:_pump() end
+  self.q:close()
+  self.q:pop() -- nothing left: the queue stops its workers
+  self.joined = true
+end
+
+function Pool:terminate()
+  self.closed = true
+  if self.dead then return end
+  self.dead = new_error("terminated", "the pool was terminated")
+  fail_all(self, self.dead)
+  getmetatable(self.q).__close(self.q)
+end
+
+function Pool:__close()
+  self:close()
+  self:join()
+end
+
+-- Waiting on many futures ---------------------------------------------------
+
+-- The pools the futures belong to, checked.
+local function pools_of(futures, fname)
+  if type(futures) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(futures)), 3)
+  end
+  local pools = {}
+  for i, f in ipairs(futures) do
+    if getmetatable(f) ~= Future then
+      error(("bad argument #1 to '%s' (futures expected, item %d is a %s)"):format(fname, i, type(f)), 3)
+    end
+    pools[f.pool] = true
+  end
+  return pools
+end
+
+-- Takes in outcomes for the pending futures' pools until one comes or the deadline passes.
+local function pump_any(pools, deadline)
+  local list = {}
+  for pool in pairs(pools) do if pool.running > 0 or backlog_count(pool) > 0 then list[#list + 1] = pool end end
+  if #list == 0 then return false end
+  if #list == 1 then return list[1]:_pump(left(deadline)) end
+  for _, pool in ipairs(list) do if pool:_pump(0) then return true end end
+  par.sleep(math.min(0.001, left(deadline) or 0.001))
+  return false
+end
+
+local function timeout_error(fname, pending, total, timeout)
+  return setmetatable({fn = fname, kind = "timeout",
+    message = ("%d of %d futures not done after %g s"):format(pending, total, timeout)}, Error)
+end
+
+-- for f in par.as_completed(futures [, timeout]): each future once, as it is done.
+function par.as_completed(futures, timeout)
+  local pools = pools_of(futures, "as_completed")
+  local deadline = deadline_of(timeout, "as_completed")
+  local ready, next_ready, pending = {}, 1, 0 -- settle appends to ready
+  for _, f in ipairs(futures) do
+    if f:done() then ready[#ready + 1] = f else f.watch = ready; pending = pending + 1 end
+  end
+  return function()
+    while ready[next_ready] == nil do
+      if pending == 0 then return nil end
+      if not pump_any(pools, deadline) and deadline and par.now() >= deadline then
+        error(timeout_error("par.as_completed", pending, #futures, timeout), 2)
+      end
+    end
+    local f = ready[next_ready]
+    next_ready = next_ready + 1
+    if f.watch then f.watch = nil; pending = pending - 1 end
+    return f
+  end
+end
+
+local return_whens = {all = true, first = true, first_error = true}
+
+-- done, pending = par.wait(futures, {timeout =, return_when =}): lists in the given order.
+function par.wait(futures, opts)
+  local pools = pools_of(futures, "wait")
+  opts = opts or {}
+  local when = opts.return_when or "all"
+  if not return_whens[when] then
+    error(("bad argument #2 to 'wait' (return_when must be \"all\", \"first\" or \"first_error\", got %s)")
+          :format(tostring(when)), 2)
+  end
+  local deadline = deadline_of(opts.timeout, "wait")
+  local function finished()
+    local done, failed = 0, false
+    for _, f in ipairs(futures) do
+      if f:done() then done = done + 1; failed = failed or f.err ~= nil end
+    end
+    return done == #futures or (when == "first" and done > 0) or (when == "first_error" and failed)
+  end
+  while not finished() do
+    if not pump_any(pools, deadline) and deadline and par.now() >= deadline then break end
+  end
+  local done, pending = {}, {}
+  for _, f in ipairs(futures) do table.insert(f:done() and done or pending, f) end
+  return done, pending
+end
