@@ -3,6 +3,8 @@
 -- functions, the error metatable, a loader of the other built-in parts and
 -- the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
+local retire = core.retire -- par.pool's max_tasks, not a public function
+core.retire = nil
 
 Error.__name = "par.Error"
 Error.__index = Error
@@ -127,6 +129,6 @@ function par.imap(fn, source, opts)
 end
 
 par.pipeline = load_part("pipeline")(par, meter_for)
-load_part("pool")(par, load_part("ship")(par)) -- par.pool, par.as_completed, par.wait
+load_part("pool")(par, load_part("ship")(par), retire) -- par.pool, par.as_completed, par.wait
 
 return par

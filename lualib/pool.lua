@@ -4,7 +4,7 @@
 -- (lualib/ship.lua) and each worker keeps those it built, by id, so a
 -- function is described to a worker once. Work waits in the parent until
 -- a worker has room: until then a future can be cancelled.
-local par, ship = ...
+local par, ship, retire = ...
 local Error = par.Error
 
 local Pool, Future = {}, {}
@@ -22,8 +22,8 @@ end
 -- In a worker ---------------------------------------------------------------
 
 -- The queue's function: forked into every worker with its own 'built'.
-local function make_runner(seed)
-  local built = {}
+local function make_runner(seed, max_tasks)
+  local built, tasks = {}, 0
   local function func(id, descs)
     local f = built[id]
     if f == nil then
@@ -49,10 +49,19 @@ local function make_runner(seed)
     end
     return {r = out, e = errs}
   end
+  local function count(n) -- a worker that has run max_tasks ends after this item
+    tasks = tasks + n
+    if max_tasks and tasks >= max_tasks then retire() end
+  end
   return function(item)
-    if item.m then return run_range(item) end
+    if item.m then
+      func(item.m, item.d)
+      count(1)
+      return run_range(item)
+    end
     local calls, fs, out = item.u, {}, {}
     for k, call in ipairs(calls) do fs[k] = func(call[1], item.d) end -- a miss before any runs
+    count(#calls)
     for k, call in ipairs(calls) do
       local args = call[2]
       if seed then math.randomseed(seed, call[3]) end
@@ -156,13 +165,13 @@ function par.pool(opts)
   local workers = qopts.workers and math.min(qopts.workers, 4096) or par.workers()
   local limit = 2 * workers -- items workers hold: each takes two ahead
   qopts.capacity, qopts.on_error = limit, "collect"
-  local made, q = pcall(par.queue, make_runner(seed), qopts)
+  local made, q = pcall(par.queue, make_runner(seed, max_tasks), qopts)
   if not made then
     if type(q) ~= "string" then q.fn = "par.pool"; error(q, 2) end -- a fork error as it is
     error((q:gsub("^.-bad argument #2 to '[^']*'", "bad argument #1 to 'pool'")), 2)
   end
   return setmetatable({
-    q = q, workers = workers, limit = limit, retries = retries,
+    q = q, workers = workers, limit = limit, retries = retries, max_tasks = max_tasks,
     backlog = {}, head = 1, tail = 0, -- items waiting for room, by position
     inflight = {}, running = 0,       -- queue id -> item
     unfinished = {},                  -- futures not done
@@ -230,7 +239,7 @@ local function live_calls(item)
   if item.map then return not item.map.future:done() end
   local calls, futures = {}, {}
   for k, f in ipairs(item.futures) do
-    if f.state == "pending" then
+    if not f:done() then
       calls[#calls + 1], futures[#futures + 1] = item.wire.u[k], f
     end
   end
@@ -265,7 +274,7 @@ function Pool:_fill()
   while self.running < self.limit and backlog_count(self) > 0 do
     local item = backlog_take(self)
     if live_calls(item) then
-      if not item.map and #item.futures == 1 and item.attempts == 1 then
+      if not item.map and #item.futures == 1 and item.attempts == 1 and not self.max_tasks then
         merge_calls(self, item, math.min(BATCH_MAX, math.ceil(backlog_count(self) / self.limit) + 1))
       end
       send(self, item)
