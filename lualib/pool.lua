@@ -442,7 +442,7 @@ function Pool:submit(fn, ...)
     local ok, why = pcall(self._fill, self)
     if not ok then
       if type(why) ~= "string" then error(why, 0) end
-      settle(f, nil, new_error("error", why, f.index))
+      self.unfinished[f], self.tasks = nil, self.tasks - 1 -- as if never submitted
       why = why:gsub("^.-bad argument #1 to 'push' %(", "bad argument #2 to 'submit' ("):gsub("item%.u%[1%]%[2%]", "args")
       error(why, 2)
     end

@@ -56,7 +56,7 @@ function ship.describe(fn, fname)
   local add
   local function upvalue(name, v, path)
     local t = type(v)
-    if name == "_ENV" and v == _G then return {"env"} end
+    if name == "_ENV" then return {"env"} end -- whatever table it was: the worker's globals
     if t == "function" and debug.getinfo(v, "S").what ~= "C" then return {"fn", add(v, path .. ".")} end
     if t == "table" or t == "function" or t == "userdata" then
       local lib = library_name(v, t ~= "table")
