@@ -14,6 +14,8 @@ Future.__index, Future.__name = Future, "par.Future"
 local MISS = "par.pool: function not here" -- a worker's answer for a function it lacks
 local BATCH_MAX = 64     -- calls in one item, when many wait
 local CHUNK_MAX = 4096   -- list items in one item
+local ONE_RANGE_S = 0.0002 -- a map whose items take less in all goes to one worker
+local RANGE_S = 0.002    -- a range aims at no more than this
 
 local function new_error(kind, message, index)
   return setmetatable({fn = "par.pool", kind = kind, message = message, index = index}, Error)
@@ -35,19 +37,29 @@ local function make_runner(seed, max_tasks)
     return f
   end
   local function capture(e) -- as the worker's own handler does (runtime/worker.c)
-    local where = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "") -- the pool's own frames
+    local where = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
+      :gsub("\n[^\n]*lualib/pool%.lua[^\n]*", "") -- the pool's own frames
     local err = {message = type(e) == "string" and e or tostring(e), traceback = where}
     if type(e) ~= "string" and pcall(par.encode, e) then err.value = e end
     return err
   end
+  -- One protected call for the whole range, not one per item: after an
+  -- error it goes on from the next item.
   local function run_range(item)
-    local f, list, out, errs = func(item.m, item.d), item.a, {}, nil
-    for j = 1, item.n do
-      if seed then math.randomseed(seed, item.lo + j - 1) end
-      local ok, r = xpcall(f, capture, list[j])
-      if ok then out[j] = r else errs = errs or {}; errs[j] = r end
+    local f, list, n, lo, out, errs, at = func(item.m, item.d), item.a, item.n, item.lo, {}, nil, 1
+    local function run()
+      while at <= n do
+        if seed then math.randomseed(seed, lo + at - 1) end
+        out[at] = f(list[at])
+        at = at + 1
+      end
     end
-    return {r = out, e = errs}
+    local started = par.now()
+    while at <= n do
+      local ok, err = xpcall(run, capture)
+      if not ok then errs = errs or {}; errs[at] = err; at = at + 1 end
+    end
+    return {r = out, e = errs, t = par.now() - started}
   end
   local function count(n) -- a worker that has run max_tasks ends after this item
     tasks = tasks + n
@@ -55,9 +67,9 @@ local function make_runner(seed, max_tasks)
   end
   return function(item)
     if item.m then
-      func(item.m, item.d)
+      local results = run_range(item)
       count(1)
-      return run_range(item)
+      return results
     end
     local calls, fs, out = item.u, {}, {}
     for k, call in ipairs(calls) do fs[k] = func(call[1], item.d) end -- a miss before any runs
@@ -234,31 +246,29 @@ local function backlog_count(self)
   return self.tail - self.head + 1
 end
 
--- Whether an item still has work: its futures were not all cancelled, its map did not fail.
-local function live_calls(item)
-  if item.map then return not item.map.future:done() end
-  local calls, futures = {}, {}
-  for k, f in ipairs(item.futures) do
-    if not f:done() then
-      calls[#calls + 1], futures[#futures + 1] = item.wire.u[k], f
-    end
-  end
-  item.wire.u, item.futures = calls, futures
-  return #calls > 0
+-- A call alone in an item, as it runs again.
+local function call_item(f, attempts)
+  return {futures = {f}, fns = {f.fn_rec}, attempts = attempts, wire = {u = {f.call}}}
 end
 
--- Merges single calls waiting at the front into 'item', up to 'most' calls.
-local function merge_calls(self, item, most)
-  while #item.futures < most and backlog_count(self) > 0 do
-    local next_item = self.backlog[self.head]
-    if next_item.map or #next_item.futures ~= 1 or next_item.needs or next_item.attempts > 1 then break end
-    backlog_take(self)
-    if live_calls(next_item) then
-      item.wire.u[#item.wire.u + 1] = next_item.wire.u[1]
-      item.futures[#item.futures + 1] = next_item.futures[1]
-      if next_item.fns[1] ~= item.fns[1] then item.fns[#item.fns + 1] = next_item.fns[1] end
+-- An item of the submitted calls waiting at the front, up to 'most' of
+-- them; cancelled ones are dropped. nil when all were cancelled.
+local function gather_calls(self, most)
+  local item
+  while backlog_count(self) > 0 and getmetatable(self.backlog[self.head]) == Future do
+    local f = backlog_take(self)
+    if not f:done() then
+      if item == nil then
+        item = call_item(f, 1)
+      else
+        local calls, fns = item.wire.u, item.fns
+        calls[#calls + 1], item.futures[#calls + 1] = f.call, f
+        if fns[#fns] ~= f.fn_rec then fns[#fns + 1] = f.fn_rec end -- descriptions sent twice at worst
+      end
+      if #item.futures >= most then break end
     end
   end
+  return item
 end
 
 local function send(self, item)
@@ -269,16 +279,19 @@ local function send(self, item)
   for _, f in ipairs(item.futures or {}) do f.state = "running" end
 end
 
--- Hands waiting items to the queue while workers have room.
+-- Hands waiting work to the queue while workers have room: calls in
+-- batches when many wait, list ranges and calls that run again as they are.
 function Pool:_fill()
   while self.running < self.limit and backlog_count(self) > 0 do
-    local item = backlog_take(self)
-    if live_calls(item) then
-      if not item.map and #item.futures == 1 and item.attempts == 1 and not self.max_tasks then
-        merge_calls(self, item, math.min(BATCH_MAX, math.ceil(backlog_count(self) / self.limit) + 1))
-      end
-      send(self, item)
+    local item
+    if getmetatable(self.backlog[self.head]) == Future then
+      local most = self.max_tasks and 1 or math.min(BATCH_MAX, backlog_count(self) // self.limit + 1)
+      item = gather_calls(self, most)
+    else
+      item = backlog_take(self)
+      if item.map and item.map.future:done() then item = nil end -- its map failed
     end
+    if item then send(self, item) end
   end
 end
 
@@ -310,7 +323,7 @@ local function split(item)
     end
   else
     for k, f in ipairs(item.futures) do
-      parts[k] = {futures = {f}, fns = {f.fn_rec}, attempts = 1, wire = {u = {item.wire.u[k]}}}
+      parts[k] = call_item(f, 1)
     end
   end
   return parts
@@ -363,6 +376,7 @@ end
 local function range_done(self, item, r)
   local map, wire = item.map, item.wire
   if map.future:done() then return end
+  item.fns[1].item_cost = r.t / wire.n
   table.move(r.r, 1, wire.n, wire.lo, map.results)
   for j, capture in pairs(r.e or {}) do
     local one = {map = map, fns = item.fns, attempts = item.attempts,
@@ -379,8 +393,7 @@ local function calls_done(self, item, outcomes)
     if packed[1] then
       settle(f, packed)
     else
-      one_failed(self, {futures = {f}, fns = {f.fn_rec}, attempts = item.attempts,
-                        wire = {u = {item.wire.u[k]}}}, captured_error(packed[2]))
+      one_failed(self, call_item(f, item.attempts), captured_error(packed[2]))
     end
   end
 end
@@ -435,9 +448,9 @@ function Pool:submit(fn, ...)
   end
   self.tasks = self.tasks + 1
   local f = new_future(self)
-  f.index, f.fn_rec = self.tasks, rec
+  f.index, f.fn_rec, f.call = self.tasks, rec, {rec.id, args, self.tasks}
   self.unfinished[f] = true
-  backlog_push(self, {futures = {f}, fns = {rec}, attempts = 1, wire = {u = {{rec.id, args, f.index}}}})
+  backlog_push(self, f)
   if self.running < self.limit then
     local ok, why = pcall(self._fill, self)
     if not ok then
@@ -478,6 +491,14 @@ function Pool:_map_part_done(map)
   settle(map.future, {n = 3, true, map.results, map.errs})
 end
 
+-- Items per range: spread over the workers, unless fn's items (as timed
+-- in earlier maps) cost less in all than waking a second worker would.
+local function auto_chunk(self, rec, n)
+  if rec.item_cost and n * rec.item_cost < ONE_RANGE_S then return math.max(n, 1) end
+  local most = rec.item_cost and math.max(1, RANGE_S // rec.item_cost) or CHUNK_MAX
+  return math.max(1, math.min(CHUNK_MAX, most, math.ceil(n / (4 * self.workers))))
+end
+
 local function start_map(self, fn, list, opts, fname)
   check_open(self, fname)
   check_function(fn, fname, 1)
@@ -486,7 +507,7 @@ local function start_map(self, fn, list, opts, fname)
   end
   local collect, chunk = read_map_options(opts, fname)
   local rec, n = self:_function(fn, fname), rawlen(list)
-  chunk = chunk or math.max(1, math.min(CHUNK_MAX, math.ceil(n / (4 * self.workers))))
+  chunk = chunk or auto_chunk(self, rec, n)
   local f = new_future(self)
   local map = {future = f, results = {}, collect = collect, parts = 0}
   f.map, f.state = map, "running" -- a map cannot be cancelled
