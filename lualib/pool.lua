@@ -337,7 +337,7 @@ end
 local function map_item_failed(self, map, lo, err)
   if map.collect then
     map.errs = map.errs or {}
-    map.errs[lo] = err
+    map.errs[lo - map.base] = err
   elseif not map.future:done() then
     settle(map.future, nil, err)
   end
@@ -377,7 +377,7 @@ local function range_done(self, item, r)
   local map, wire = item.map, item.wire
   if map.future:done() then return end
   item.fns[1].item_cost = r.t / wire.n
-  table.move(r.r, 1, wire.n, wire.lo, map.results)
+  table.move(r.r, 1, wire.n, wire.lo - map.base, map.results)
   for j, capture in pairs(r.e or {}) do
     local one = {map = map, fns = item.fns, attempts = item.attempts,
                  wire = {m = wire.m, lo = wire.lo + j - 1, n = 1, a = {wire.a[j]}}}
@@ -499,6 +499,25 @@ local function auto_chunk(self, rec, n)
   return math.max(1, math.min(CHUNK_MAX, most, math.ceil(n / (4 * self.workers))))
 end
 
+-- A future of fn's results over list, in ranges of 'chunk'; list[j] is
+-- item base + j, for errors and seeds.
+local function queue_map(self, rec, list, collect, chunk, base)
+  local n = rawlen(list)
+  local f = new_future(self)
+  local map = {future = f, results = {}, collect = collect, parts = 0, base = base}
+  f.map, f.state = map, "running" -- a map cannot be cancelled
+  self.unfinished[f] = true
+  for lo = 1, n, chunk do
+    local hi = math.min(n, lo + chunk - 1)
+    map.parts = map.parts + 1
+    backlog_push(self, {map = map, fns = {rec}, attempts = 1,
+                        wire = {m = rec.id, lo = base + lo, n = hi - lo + 1, a = table.move(list, lo, hi, 1, {})}})
+  end
+  if n == 0 then settle(f, {n = 3, true, map.results}) end
+  self:_fill()
+  return f
+end
+
 local function start_map(self, fn, list, opts, fname)
   check_open(self, fname)
   check_function(fn, fname, 1)
@@ -506,21 +525,8 @@ local function start_map(self, fn, list, opts, fname)
     error(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(list)), 3)
   end
   local collect, chunk = read_map_options(opts, fname)
-  local rec, n = self:_function(fn, fname), rawlen(list)
-  chunk = chunk or auto_chunk(self, rec, n)
-  local f = new_future(self)
-  local map = {future = f, results = {}, collect = collect, parts = 0}
-  f.map, f.state = map, "running" -- a map cannot be cancelled
-  self.unfinished[f] = true
-  for lo = 1, n, chunk do
-    local hi = math.min(n, lo + chunk - 1)
-    map.parts = map.parts + 1
-    backlog_push(self, {map = map, fns = {rec}, attempts = 1,
-                        wire = {m = rec.id, lo = lo, n = hi - lo + 1, a = table.move(list, lo, hi, 1, {})}})
-  end
-  if n == 0 then settle(f, {n = 3, true, map.results}) end
-  self:_fill()
-  return f
+  local rec = self:_function(fn, fname)
+  return queue_map(self, rec, list, collect, chunk or auto_chunk(self, rec, rawlen(list)), 0)
 end
 
 function Pool:map_async(fn, list, opts)
@@ -532,6 +538,78 @@ function Pool:map(fn, list, opts)
   local results, errs = f:result()
   if f.map.collect then return results, errs end
   return results
+end
+
+-- The source as a function returning the next 'chunk' items and their count, or nil at the end.
+local function source_chunks(source, chunk)
+  local at, n = 0, type(source) == "table" and rawlen(source)
+  return function()
+    local items, count = {}, 0
+    while count < chunk do
+      local item
+      if n then
+        if at >= n then break end
+        at = at + 1
+        item = source[at]
+      else
+        item = source()
+        if item == nil then break end
+      end
+      count = count + 1
+      items[count] = item
+    end
+    if count > 0 then return items, count end
+  end
+end
+
+-- for i, result [, err] in pool:imap(fn, source [, opts]): par.imap's contract on the pool.
+function Pool:imap(fn, source, opts)
+  check_open(self, "imap")
+  check_function(fn, "imap", 1)
+  if type(source) ~= "table" and type(source) ~= "function" then
+    error(("bad argument #2 to 'imap' (table or function expected, got %s)"):format(type(source)), 2)
+  end
+  local ordered, rest = true, opts
+  if type(opts) == "table" and opts.ordered ~= nil then
+    ordered, rest = opts.ordered, {}
+    for k, v in pairs(opts) do if k ~= "ordered" then rest[k] = v end end
+  end
+  local collect, chunk = read_map_options(rest, "imap")
+  local rec = self:_function(fn, "imap")
+  chunk = chunk or (type(source) == "table" and auto_chunk(self, rec, rawlen(source)) or 1)
+  local next_items, window, taken, exhausted = source_chunks(source, chunk), {}, 0, false
+  local part, pos = nil, 0 -- the range being handed out, and where in it
+  local function top_up()
+    while not exhausted and #window < self.limit do
+      local items, n = next_items()
+      if items == nil then exhausted = true; break end
+      window[#window + 1] = {future = queue_map(self, rec, items, collect, n, taken), base = taken, n = n}
+      taken = taken + n
+    end
+  end
+  local function next_part()
+    local k = 1
+    if not ordered then
+      local futures = {}
+      for j, w in ipairs(window) do futures[j] = w.future end
+      local done = par.wait(futures, {return_when = "first"})
+      for j, w in ipairs(window) do if w.future == done[1] then k = j end end
+    end
+    local w = table.remove(window, k)
+    w.results, w.errs = w.future:result()
+    return w
+  end
+  return function()
+    while part == nil or pos >= part.n do
+      top_up()
+      if #window == 0 then return nil end
+      part, pos = next_part(), 0
+    end
+    pos = pos + 1
+    local err = part.errs and part.errs[pos]
+    if err then return part.base + pos, nil, err end
+    return part.base + pos, part.results[pos]
+  end
 end
 
 function Pool:close()

@@ -129,6 +129,7 @@ describe("par.pool", function()
       assert.is_false(held[1]:cancel())
       assert.is_true(waiting:cancel())
       assert.is_true(waiting:done())
+      assert.is_true(waiting:cancelled())
       _G.go:set()
       assert.are.equal(1, held[1]:result())
       local ok, err = pcall(waiting.result, waiting)
@@ -210,6 +211,42 @@ describe("par.pool", function()
     it("map_async gives a future of the results list", function()
       local f = pool:map_async(function(x) return x + 1 end, {1, 2, 3})
       assert.are.same({2, 3, 4}, f:result())
+    end)
+  end)
+
+  describe("imap", function()
+    it("yields i, result in source order, from a list or an iterator", function()
+      local got = {}
+      for i, v in pool:imap(function(x) return x * 2 end, helpers.range(50)) do got[i] = v end
+      for i = 1, 50 do assert.are.equal(2 * i, got[i]) end
+      local n, last = 0, 0
+      local function numbers() n = n + 1; if n <= 20 then return n end end
+      for i, v in pool:imap(function(x) return -x end, numbers, {chunk = 3}) do
+        assert.are.equal(last + 1, i)
+        assert.are.equal(-i, v)
+        last = i
+      end
+      assert.are.equal(20, last)
+    end)
+
+    it("collects errors by place in the source, or raises the first", function()
+      local errs = {}
+      for i, _, err in pool:imap(function(x) return 10 // x end, {1, 0, 5, 0}, {on_error = "collect", chunk = 2}) do
+        if err then errs[#errs + 1] = err.index end
+      end
+      assert.are.same({2, 4}, errs)
+      local ok, err = pcall(function()
+        for _ in pool:imap(function(x) if x == 3 then error("three") end end, {1, 2, 3, 4}) do end
+      end)
+      assert.are.equal(3, err.index)
+    end)
+
+    it("yields every item once with ordered = false", function()
+      local sum = 0
+      for _, v in pool:imap(function(x) return x end, helpers.range(100), {ordered = false, chunk = 7}) do
+        sum = sum + v
+      end
+      assert.are.equal(5050, sum)
     end)
   end)
 
