@@ -16,6 +16,8 @@ local BATCH_MAX = 64     -- calls in one item, when many wait
 local CHUNK_MAX = 4096   -- list items in one item
 local ONE_RANGE_S = 0.0002 -- a map whose items take less in all goes to one worker
 local RANGE_S = 0.002    -- a range aims at no more than this
+local BUILT_MAX = 1024   -- functions a worker keeps built
+local SAME_CODE_MAX = 8  -- closures of one code the parent knows by their upvalues
 
 local function new_error(kind, message, index)
   return setmetatable({fn = "par.pool", kind = kind, message = message, index = index}, Error)
@@ -25,14 +27,15 @@ end
 
 -- The queue's function: forked into every worker with its own 'built'.
 local function make_runner(seed, max_tasks)
-  local built, tasks = {}, 0
+  local built, kept, tasks = {}, 0, 0
   local function func(id, descs)
     local f = built[id]
     if f == nil then
       local desc = descs and descs[id]
       if desc == nil then error({[MISS] = id}) end
+      if kept == BUILT_MAX then built, kept = {}, 0 end -- one asked for again is described again
       f = ship.build(desc)
-      built[id] = f
+      built[id], kept = f, kept + 1
     end
     return f
   end
@@ -205,8 +208,10 @@ function Pool:_function(fn, fname)
   end
   self.next_fn = self.next_fn + 1
   rec = {id = self.next_fn, desc = desc, upvalues = upvalues, sent = 0}
-  self.by_code[key] = self.by_code[key] or {}
-  table.insert(self.by_code[key], rec)
+  local same = self.by_code[key] or {}
+  if #same == SAME_CODE_MAX then table.remove(same, 1) end
+  same[#same + 1] = rec
+  self.by_code[key] = same
   self.fns[fn] = rec
   return rec
 end
