@@ -6,6 +6,7 @@ describe("par.pool", function()
 
   before_each(function()
     _G.go = par.event() -- made before the pools: their workers have it, as a global
+    _G.pids = par.channel()
     pool = par.pool({workers = 2})
   end)
   after_each(function()
@@ -92,6 +93,31 @@ describe("par.pool", function()
       assert.are.equal("crash", err.kind)
       assert.matches("item " .. dead.index, err.message, 1, true)
       for i = 1, 10 do assert.are.equal(i, pool:submit(function(x) return x end, i):result()) end
+    end)
+
+    it("loses no result and doubles none when a worker dies mid-batch", function()
+      local fs = {}
+      for i = 1, 200 do fs[i] = pool:submit(function(x) if x == 77 then os.exit(1) end return x end, i) end
+      local seen = 0
+      for f in par.as_completed(fs) do
+        local ok, v = pcall(f.result, f)
+        if f.index == fs[77].index then
+          assert.are.equal("crash", v.kind)
+        else
+          assert.are.equal(f, fs[v])
+        end
+        seen = seen + 1
+      end
+      assert.are.equal(200, seen)
+    end)
+
+    it("fails only the task of a worker killed from outside", function()
+      local f = pool:submit(function() _G.pids:put(par.pid()); par.sleep(30) end)
+      os.execute("kill -9 " .. _G.pids:get())
+      local ok, err = pcall(f.result, f)
+      assert.are.equal("crash", err.kind)
+      assert.matches("SIGKILL", err.message, 1, true)
+      assert.are.equal(4, pool:submit(function() return 4 end):result())
     end)
 
     it("times out a task, kills its worker and goes on", function()
@@ -330,11 +356,13 @@ describe("par.pool", function()
 
     it("keeps descriptors and children flat over many maps and submits", function()
       pool:map(function(x) return x end, {1, 2})
+      helpers.settle() -- earlier tests' garbage goes first
       local fds, children = helpers.fd_count(), helpers.child_count()
       for _ = 1, 300 do pool:map(function(x) return x end, {1, 2}) end
       local fs = {}
       for i = 1, 3000 do fs[i] = pool:submit(function(x) return x end, i) end
       for f in par.as_completed(fs) do f:result() end
+      helpers.settle()
       assert.are.equal(fds, helpers.fd_count())
       assert.are.equal(children, helpers.child_count())
     end)
