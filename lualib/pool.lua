@@ -96,7 +96,6 @@ end
 local function settle(f, packed, err)
   if f.state == "done" or f.state == "cancelled" then return end
   f.state, f.packed, f.err = "done", packed, err
-  f.pool.unfinished[f] = nil
   if f.watch then f.watch[#f.watch + 1] = f end
 end
 
@@ -189,7 +188,6 @@ function par.pool(opts)
     q = q, workers = workers, limit = limit, retries = retries, max_tasks = max_tasks,
     backlog = {}, head = 1, tail = 0, -- items waiting for room, by position
     inflight = {}, running = 0,       -- queue id -> item
-    unfinished = {},                  -- futures not done
     fns = setmetatable({}, {__mode = "k"}), by_code = {}, next_fn = 0,
     tasks = 0,
   }, Pool)
@@ -300,10 +298,18 @@ function Pool:_fill()
   end
 end
 
+-- The futures of waiting or running work: a call's or its map's.
+local function futures_of(entry, into)
+  if getmetatable(entry) == Future then into[#into + 1] = entry
+  elseif entry.map then into[#into + 1] = entry.map.future
+  else for _, f in ipairs(entry.futures) do into[#into + 1] = f end end
+end
+
 -- Fails every unfinished future with err, as the pool ends.
 local function fail_all(self, err)
   local all = {}
-  for f in pairs(self.unfinished) do all[#all + 1] = f end
+  for i = self.head, self.tail do futures_of(self.backlog[i], all) end
+  for _, item in pairs(self.inflight) do futures_of(item, all) end
   for _, f in ipairs(all) do settle(f, nil, err) end
   self.backlog, self.head, self.tail, self.inflight, self.running = {}, 1, 0, {}, 0
 end
@@ -440,12 +446,21 @@ local function check_function(fn, fname, arg)
   end
 end
 
+local scalar = {number = true, string = true, boolean = true, ["nil"] = true}
+
+local function all_scalars(args)
+  for i = 1, args.n do
+    if not scalar[type(args[i])] then return false end
+  end
+  return true
+end
+
 function Pool:submit(fn, ...)
   check_open(self, "submit")
   check_function(fn, "submit", 1)
   local rec = self:_function(fn, "submit")
   local args = table.pack(...)
-  if self.running >= self.limit then -- it waits here: its arguments must travel later
+  if self.running >= self.limit and not all_scalars(args) then -- it waits: its arguments must travel later
     local ok, why = pcall(par.encode, args)
     if not ok then
       error((why:gsub("^bad argument #1 to '[^']*'", "bad argument #2 to 'submit'"):gsub("at value", "at args")), 2)
@@ -454,13 +469,12 @@ function Pool:submit(fn, ...)
   self.tasks = self.tasks + 1
   local f = new_future(self)
   f.index, f.fn_rec, f.call = self.tasks, rec, {rec.id, args, self.tasks}
-  self.unfinished[f] = true
   backlog_push(self, f)
   if self.running < self.limit then
     local ok, why = pcall(self._fill, self)
     if not ok then
       if type(why) ~= "string" then error(why, 0) end
-      self.unfinished[f], self.tasks = nil, self.tasks - 1 -- as if never submitted
+      self.tasks = self.tasks - 1 -- as if never submitted
       why = why:gsub("^.-bad argument #1 to 'push' %(", "bad argument #2 to 'submit' ("):gsub("item%.u%[1%]%[2%]", "args")
       error(why, 2)
     end
@@ -511,7 +525,6 @@ local function queue_map(self, rec, list, collect, chunk, base)
   local f = new_future(self)
   local map = {future = f, results = {}, collect = collect, parts = 0, base = base}
   f.map, f.state = map, "running" -- a map cannot be cancelled
-  self.unfinished[f] = true
   for lo = 1, n, chunk do
     local hi = math.min(n, lo + chunk - 1)
     map.parts = map.parts + 1
