@@ -266,7 +266,7 @@ local function gather_calls(self, most)
       else
         local calls, fns = item.wire.u, item.fns
         calls[#calls + 1], item.futures[#calls + 1] = f.call, f
-        if fns[#fns] ~= f.fn_rec then fns[#fns + 1] = f.fn_rec end -- descriptions sent twice at worst
+        if fns[#fns] ~= f.fn_rec then fns[#fns + 1] = f.fn_rec end -- a repeat further back only counts twice
       end
       if #item.futures >= most then break end
     end
