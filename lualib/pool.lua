@@ -191,6 +191,7 @@ function par.pool(opts)
     backlog = {}, head = 1, tail = 0, -- items waiting for room, by position
     inflight = {}, running = 0,       -- queue id -> item
     fns = setmetatable({}, {__mode = "k"}), by_code = {}, next_fn = 0,
+    range_wire = {a = {}, n = 0},
     tasks = 0,
   }, Pool)
 end
@@ -228,7 +229,24 @@ local function descriptions(self, item)
       descs[rec.id] = rec.desc
     end
   end
-  item.wire.d = descs
+  return descs
+end
+
+-- A range of a map: items lo..lo+n-1 of its list, counted from the map's base.
+local function range_item(map, lo, n, attempts)
+  return {map = map, fns = map.rec.alone, attempts = attempts, lo = lo, n = n}
+end
+
+-- What goes to the queue for an item. A range is copied out of its list
+-- into one table reused for every range, as the push encodes it at once.
+local function wire_of(self, item)
+  if not item.map then return item.wire end
+  local map, wire = item.map, self.range_wire
+  local from = item.lo - map.base
+  table.move(map.list, from, from + item.n - 1, 1, wire.a)
+  for j = item.n + 1, wire.n do wire.a[j] = nil end
+  wire.m, wire.lo, wire.n = map.rec.id, item.lo, item.n
+  return wire
 end
 
 local function backlog_push_front(self, item)
@@ -281,13 +299,39 @@ local function gather_calls(self, most)
 end
 
 local function send(self, item)
-  descriptions(self, item)
-  local id = self.q:push(item.wire)
+  local wire = wire_of(self, item)
+  wire.d = descriptions(self, item)
+  local id = self.q:push(wire)
   self.inflight[id] = item
   self.running = self.running + 1
   if item.futures then
     for _, f in ipairs(item.futures) do f.state = "running" end
   end
+end
+
+-- Items for the next range of a map: as many as take RANGE_S by the cost
+-- an item of fn took last, but no more than a share of what is left, so
+-- the tail stays balanced; all, if they cost less in all than waking a
+-- second worker would; one, while that cost is not known.
+local function range_size(self, map, left)
+  if map.chunk then return map.chunk end
+  local cost = map.rec.item_cost
+  if cost == nil then return 1 end
+  if left * cost < ONE_RANGE_S then return left end
+  return math.max(1, math.min(CHUNK_MAX, RANGE_S // cost, math.ceil(left / (2 * self.workers))))
+end
+
+-- Cuts the next range off the rest of a map at the front of the backlog.
+local function cut_range(self, rest)
+  local size = math.min(rest.n, range_size(self, rest.map, rest.n))
+  if size == rest.n then
+    rest.rest = nil
+    return backlog_take(self)
+  end
+  rest.map.parts = rest.map.parts + 1
+  local item = range_item(rest.map, rest.lo, size, 1)
+  rest.lo, rest.n = rest.lo + size, rest.n - size
+  return item
 end
 
 -- Hands waiting work to the queue while workers have room: calls in
@@ -298,9 +342,12 @@ function Pool:_fill()
     if getmetatable(self.backlog[self.head]) == Future then
       local most = self.max_tasks and 1 or math.min(BATCH_MAX, backlog_count(self) // self.limit + 1)
       item = gather_calls(self, most)
+    elseif self.backlog[self.head].map and self.backlog[self.head].map.future:done() then
+      backlog_take(self) -- its map failed
+    elseif self.backlog[self.head].rest then
+      item = cut_range(self, self.backlog[self.head])
     else
       item = backlog_take(self)
-      if item.map and item.map.future:done() then item = nil end -- its map failed
     end
     if item then send(self, item) end
   end
@@ -335,10 +382,8 @@ end
 local function split(item)
   local parts = {}
   if item.map then
-    for j = 1, item.wire.n do
-      local lo = item.wire.lo + j - 1
-      parts[j] = {map = item.map, fns = item.fns, attempts = 1,
-                  wire = {m = item.wire.m, lo = lo, n = 1, a = {item.wire.a[j]}}}
+    for j = 1, item.n do
+      parts[j] = range_item(item.map, item.lo + j - 1, 1, 1)
     end
   else
     for k, f in ipairs(item.futures) do
@@ -366,7 +411,7 @@ end
 local function one_failed(self, item, err)
   if item.attempts <= self.retries then return retry(self, item) end
   if item.map then
-    map_item_failed(self, item.map, item.wire.lo, as_item_error(err, item.wire.lo, item.attempts))
+    map_item_failed(self, item.map, item.lo, as_item_error(err, item.lo, item.attempts))
     return self:_map_part_done(item.map)
   end
   local f = item.futures[1]
@@ -380,7 +425,7 @@ local function item_failed(self, item, err)
     item.needs = true
     return backlog_push_front(self, item)
   end
-  local count = item.map and item.wire.n or #item.futures
+  local count = item.map and item.n or #item.futures
   if count == 1 then return one_failed(self, item, err) end
   if item.map then item.map.parts = item.map.parts + count - 1 end
   local parts = split(item)
@@ -393,13 +438,12 @@ local function captured_error(capture)
 end
 
 local function range_done(self, item, r)
-  local map, wire = item.map, item.wire
+  local map = item.map
   if map.future:done() then return end
-  item.fns[1].item_cost = r.ns / 1e9 / wire.n
-  table.move(r.r, 1, wire.n, wire.lo - map.base, map.results)
+  map.rec.item_cost = r.ns / 1e9 / item.n
+  table.move(r.r, 1, item.n, item.lo - map.base, map.results)
   for j, capture in pairs(r.e or NONE) do
-    local one = {map = map, fns = item.fns, attempts = item.attempts,
-                 wire = {m = wire.m, lo = wire.lo + j - 1, n = 1, a = {wire.a[j]}}}
+    local one = range_item(map, item.lo + j - 1, 1, item.attempts)
     map.parts = map.parts + 1
     one_failed(self, one, captured_error(capture))
   end
@@ -518,28 +562,23 @@ function Pool:_map_part_done(map)
   settle(map.future, {n = 3, true, map.results, map.errs})
 end
 
--- Items per range: spread over the workers, unless fn's items (as timed
--- in earlier maps) cost less in all than waking a second worker would.
-local function auto_chunk(self, rec, n)
-  if rec.item_cost and n * rec.item_cost < ONE_RANGE_S then return math.max(n, 1) end
-  local most = rec.item_cost and math.max(1, RANGE_S // rec.item_cost) or CHUNK_MAX
-  return math.max(1, math.min(CHUNK_MAX, most, math.ceil(n / (4 * self.workers))))
-end
-
--- A future of fn's results over list, in ranges of 'chunk'; list[j] is
--- item base + j, for errors and seeds.
+-- A future of fn's results over list, whose item j is item base + j for
+-- errors and seeds. The list waits whole in the backlog; ranges are cut
+-- from it as workers have room (see cut_range).
 local function queue_map(self, rec, list, collect, chunk, base)
   local n = rawlen(list)
   local f = new_future(self)
-  local map = {future = f, results = {}, collect = collect, parts = 0, base = base}
+  local map = {future = f, results = {}, collect = collect, parts = 0, base = base, list = list, rec = rec,
+               chunk = chunk}
   f.map, f.state = map, "running" -- a map cannot be cancelled
-  for lo = 1, n, chunk do
-    local hi = math.min(n, lo + chunk - 1)
-    map.parts = map.parts + 1
-    backlog_push(self, {map = map, fns = rec.alone, attempts = 1,
-                        wire = {m = rec.id, lo = base + lo, n = hi - lo + 1, a = table.move(list, lo, hi, 1, {})}})
+  if n == 0 then
+    settle(f, {n = 3, true, map.results})
+    return f
   end
-  if n == 0 then settle(f, {n = 3, true, map.results}) end
+  map.parts = 1
+  local rest = range_item(map, base + 1, n, 1)
+  rest.rest = true
+  backlog_push(self, rest)
   self:_fill()
   return f
 end
@@ -552,7 +591,7 @@ local function start_map(self, fn, list, opts, fname)
   end
   local collect, chunk = read_map_options(opts, fname)
   local rec = self:_function(fn, fname)
-  return queue_map(self, rec, list, collect, chunk or auto_chunk(self, rec, rawlen(list)), 0)
+  return queue_map(self, rec, list, collect, chunk, 0)
 end
 
 function Pool:map_async(fn, list, opts)
@@ -602,7 +641,7 @@ function Pool:imap(fn, source, opts)
   end
   local collect, chunk = read_map_options(rest, "imap")
   local rec = self:_function(fn, "imap")
-  chunk = chunk or (type(source) == "table" and auto_chunk(self, rec, rawlen(source)) or 1)
+  chunk = chunk or (type(source) == "table" and math.max(1, rawlen(source) // (4 * self.limit)) or 1)
   local next_items, window, taken, exhausted = source_chunks(source, chunk), {}, 0, false
   local part, pos = nil, 0 -- the range being handed out, and where in it
   local function top_up()
