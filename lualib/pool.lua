@@ -197,11 +197,13 @@ function par.pool(opts)
 end
 
 -- The id under which workers know fn, and its record: described once per
--- function and upvalues, whatever closure carries them.
-function Pool:_function(fn, fname)
+-- function and upvalues, whatever closure carries them. An error is
+-- raised at 'level' above this function.
+function Pool:_function(fn, fname, level)
   local rec = self.fns[fn]
   if rec and ship.same_upvalues(fn, rec.upvalues) then return rec end
-  local desc = ship.describe(fn, fname)
+  local ok, desc = pcall(ship.describe, fn, fname)
+  if not ok then error(desc, level + 1) end
   local key = desc.lib and table.concat(desc.lib, ".") or desc[1].code
   local upvalues = ship.upvalues(fn)
   for _, known in ipairs(self.by_code[key] or {}) do
@@ -510,7 +512,7 @@ end
 function Pool:submit(fn, ...)
   check_open(self, "submit")
   check_function(fn, "submit", 1)
-  local rec = self:_function(fn, "submit")
+  local rec = self:_function(fn, "submit", 2)
   local args = table.pack(...)
   if self.running >= self.limit and not all_scalars(args) then -- it waits: its arguments must travel later
     local ok, why = pcall(par.encode, args)
@@ -590,12 +592,13 @@ local function start_map(self, fn, list, opts, fname)
     error(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(list)), 3)
   end
   local collect, chunk = read_map_options(opts, fname)
-  local rec = self:_function(fn, fname)
+  local rec = self:_function(fn, fname, 3)
   return queue_map(self, rec, list, collect, chunk, 0)
 end
 
 function Pool:map_async(fn, list, opts)
-  return start_map(self, fn, list, opts, "map_async")
+  local f = start_map(self, fn, list, opts, "map_async") -- not a tail call: errors name the caller's line
+  return f
 end
 
 function Pool:map(fn, list, opts)
@@ -640,7 +643,7 @@ function Pool:imap(fn, source, opts)
     for k, v in pairs(opts) do if k ~= "ordered" then rest[k] = v end end
   end
   local collect, chunk = read_map_options(rest, "imap")
-  local rec = self:_function(fn, "imap")
+  local rec = self:_function(fn, "imap", 2)
   chunk = chunk or (type(source) == "table" and math.max(1, rawlen(source) // (4 * self.limit)) or 1)
   local next_items, window, taken, exhausted = source_chunks(source, chunk), {}, 0, false
   local part, pos = nil, 0 -- the range being handed out, and where in it

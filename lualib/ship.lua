@@ -66,7 +66,11 @@ function ship.describe(fn, fname)
     if t == "userdata" or t == "thread" then cannot_travel(fname, path, "is a " .. t) end
     if t == "table" then
       local ok, err = pcall(par.encode, v)
-      if not ok then cannot_travel(fname, path, "holds a value that " .. err:match("%((.*)%)$")) end
+      if not ok then
+        local lib = library_name(v, true) -- a module loaded since the last look
+        if lib ~= nil then return {"lib", lib} end
+        cannot_travel(fname, path, "holds a value that " .. err:match("%((.*)%)$"))
+      end
     end
     return {"v", v}
   end
