@@ -48,6 +48,11 @@ describe("par.pool", function()
       assert.is_true(pool:submit(function() local out = io.stdout; return io.type(out) == "file" end):result())
     end)
 
+    it("finds a module the parent required after the pool was made", function()
+      local cjson = require "cjson"
+      assert.are.equal("[1,2]", pool:submit(function(t) return cjson.encode(t) end, {1, 2}):result())
+    end)
+
     it("describes a function to each worker once, not once per call", function()
       local function square(x) return x * x end
       for i = 1, 50 do assert.are.equal(i * i, pool:submit(square, i):result()) end
@@ -290,6 +295,16 @@ describe("par.pool", function()
       assert.are.equal(200, n)
     end)
 
+    it("as_completed takes futures of several pools", function()
+      local other = par.pool({workers = 1})
+      local fs = {pool:submit(function() return 1 end), other:submit(function() return 2 end),
+                  pool:map_async(function(x) return x end, {3})}
+      local sum = 0
+      for f in par.as_completed(fs) do local v = f:result(); sum = sum + (type(v) == "table" and v[1] or v) end
+      assert.are.equal(6, sum)
+      other:terminate()
+    end)
+
     it("as_completed raises kind timeout when futures are still running", function()
       local fs = {pool:submit(function() return 1 end), pool:submit(function() _G.go:wait() end)}
       local ok, err = pcall(function() for _ in par.as_completed(fs, 0.1) do end end)
@@ -365,6 +380,25 @@ describe("par.pool", function()
       helpers.settle()
       assert.are.equal(fds, helpers.fd_count())
       assert.are.equal(children, helpers.child_count())
+    end)
+
+    it("leaves no worker behind when the script ends with work running", function()
+      local status, out = helpers.run_lua([[
+        local par = require "tests.helpers".par
+        local pool = par.pool({workers = 2})
+        io.write(pool:submit(par.pid):result(), " ", pool:submit(par.pid):result())
+        for _ = 1, 4 do pool:submit(par.sleep, 30) end
+      ]])
+      assert.is_true(status == 0 or status == true)
+      assert.matches("^%d+ %d+$", out)
+      for pid in out:gmatch("%d+") do
+        local gone = false
+        for _ = 1, 500 do
+          if not helpers.process_state(pid) or helpers.process_state(pid) == "Z" then gone = true; break end
+          par.sleep(0.01)
+        end
+        assert.is_true(gone, "worker " .. pid .. " outlived its script")
+      end
     end)
 
     it("raises \"interrupted\" on SIGINT while a future is waited on, and its workers end", function()
