@@ -129,6 +129,8 @@ function par.imap(fn, source, opts)
 end
 
 par.pipeline = load_part("pipeline")(par, meter_for)
-load_part("pool")(par, load_part("ship")(par), retire) -- par.pool, par.as_completed, par.wait
+local ship = load_part("ship")(par)
+local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire)) -- par.pool
+load_part("wait")(par, futures) -- par.as_completed, par.wait
 
 return par

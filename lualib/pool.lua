@@ -1,91 +1,28 @@
 -- par.pool: warm workers that run any function, with futures. The pool is
--- a par.queue whose one function runs what each item names: a batch of
--- calls (submit) or a range of a list (map). Functions travel described
--- (lualib/ship.lua) and each worker keeps those it built, by id, so a
--- function is described to a worker once. Work waits in the parent until
--- a worker has room: until then a future can be cancelled.
-local par, ship, retire = ...
+-- a par.queue whose one function (lualib/runner.lua) runs what each item
+-- names: a batch of calls (submit) or a range of a list (map). Functions
+-- travel described (lualib/ship.lua) and each worker keeps those it
+-- built, by id, so a function is described to a worker once. Work waits
+-- in the parent until a worker has room: until then a future can be
+-- cancelled.
+local par, ship, runner = ...
+local MISS = runner.MISS
 local Error = par.Error
 
 local Pool, Future = {}, {}
 Pool.__index, Pool.__name = Pool, "par.pool"
 Future.__index, Future.__name = Future, "par.Future"
 
-local MISS = "par.pool: function not here" -- a worker's answer for a function it lacks
 local BATCH_MAX = 64     -- calls in one item, when many wait
 local CHUNK_MAX = 4096   -- list items in one item
 local ONE_RANGE_S = 0.0002 -- a map whose items take less in all goes to one worker
 local RANGE_S = 0.002    -- a range aims at no more than this
-local BUILT_MAX = 1024   -- functions a worker keeps built
 local SAME_CODE_MAX = 8  -- closures of one code the parent knows by their upvalues
 
 local NONE = {} -- for loops over what may be absent
 
 local function new_error(kind, message, index)
   return setmetatable({fn = "par.pool", kind = kind, message = message, index = index}, Error)
-end
-
--- In a worker ---------------------------------------------------------------
-
--- The queue's function: forked into every worker with its own 'built'.
-local function make_runner(seed, max_tasks)
-  local built, kept, tasks = {}, 0, 0
-  local function func(id, descs)
-    local f = built[id]
-    if f == nil then
-      local desc = descs and descs[id]
-      if desc == nil then error({[MISS] = id}) end
-      if kept == BUILT_MAX then built, kept = {}, 0 end -- one asked for again is described again
-      f = ship.build(desc)
-      built[id], kept = f, kept + 1
-    end
-    return f
-  end
-  local function capture(e) -- as the worker's own handler does (runtime/worker.c)
-    local where = debug.traceback(nil, 2):gsub("\n%s*%[C%]: in function 'xpcall'.*$", "")
-      :gsub("\n[^\n]*lualib/pool%.lua[^\n]*", "") -- the pool's own frames
-    local err = {message = type(e) == "string" and e or tostring(e), traceback = where}
-    if type(e) ~= "string" and pcall(par.encode, e) then err.value = e end
-    return err
-  end
-  -- One protected call for the whole range, not one per item: after an
-  -- error it goes on from the next item.
-  local function run_range(item)
-    local f, list, n, lo, out, errs, at = func(item.m, item.d), item.a, item.n, item.lo, {}, nil, 1
-    local function run()
-      while at <= n do
-        if seed then math.randomseed(seed, lo + at - 1) end
-        out[at] = f(list[at])
-        at = at + 1
-      end
-    end
-    local started = par.now()
-    while at <= n do
-      local ok, err = xpcall(run, capture)
-      if not ok then errs = errs or {}; errs[at] = err; at = at + 1 end
-    end
-    return {r = out, e = errs, ns = (par.now() - started) * 1e9 // 1 | 0} -- an integer travels faster
-  end
-  local function count(n) -- a worker that has run max_tasks ends after this item
-    tasks = tasks + n
-    if max_tasks and tasks >= max_tasks then retire() end
-  end
-  return function(item)
-    if item.m then
-      local results = run_range(item)
-      count(1)
-      return results
-    end
-    local calls, fs, out = item.u, {}, {}
-    for k, call in ipairs(calls) do fs[k] = func(call[1], item.d) end -- a miss before any runs
-    count(#calls)
-    for k, call in ipairs(calls) do
-      local args = call[2]
-      if seed then math.randomseed(seed, call[3]) end
-      out[k] = table.pack(xpcall(fs[k], capture, table.unpack(args, 1, args.n)))
-    end
-    return out
-  end
 end
 
 -- Futures -------------------------------------------------------------------
@@ -181,7 +118,7 @@ function par.pool(opts)
   local workers = qopts.workers and math.min(qopts.workers, 4096) or par.workers()
   local limit = 2 * workers -- items workers hold: each takes two ahead
   qopts.capacity, qopts.on_error = limit, "collect"
-  local made, q = pcall(par.queue, make_runner(seed, max_tasks), qopts)
+  local made, q = pcall(par.queue, runner.make(seed, max_tasks), qopts)
   if not made then
     if type(q) ~= "string" then q.fn = "par.pool"; error(q, 2) end -- a fork error as it is
     error((q:gsub("^.-bad argument #2 to '[^']*'", "bad argument #1 to 'pool'")), 2)
@@ -486,6 +423,11 @@ function Pool:_pump(timeout)
   return true
 end
 
+-- Whether the pool has work waiting or running, for par.wait and par.as_completed.
+function Pool:_has_work()
+  return self.running > 0 or backlog_count(self) > 0
+end
+
 local function check_open(self, fname)
   if getmetatable(self) ~= Pool then
     error(("bad argument #1 to '%s' (par.pool expected, got %s)"):format(fname, type(self)), 3)
@@ -708,84 +650,4 @@ function Pool:__close()
   self:join()
 end
 
--- Waiting on many futures ---------------------------------------------------
-
--- The pools the futures belong to, checked.
-local function pools_of(futures, fname)
-  if type(futures) ~= "table" then
-    error(("bad argument #1 to '%s' (table expected, got %s)"):format(fname, type(futures)), 3)
-  end
-  local pools = {}
-  for i, f in ipairs(futures) do
-    if getmetatable(f) ~= Future then
-      error(("bad argument #1 to '%s' (futures expected, item %d is a %s)"):format(fname, i, type(f)), 3)
-    end
-    pools[f.pool] = true
-  end
-  return pools
-end
-
--- Takes in outcomes for the pending futures' pools until one comes or the deadline passes.
-local function pump_any(pools, deadline)
-  local list = {}
-  for pool in pairs(pools) do if pool.running > 0 or backlog_count(pool) > 0 then list[#list + 1] = pool end end
-  if #list == 0 then return false end
-  if #list == 1 then return list[1]:_pump(left(deadline)) end
-  for _, pool in ipairs(list) do if pool:_pump(0) then return true end end
-  par.sleep(math.min(0.001, left(deadline) or 0.001))
-  return false
-end
-
-local function timeout_error(fname, pending, total, timeout)
-  return setmetatable({fn = fname, kind = "timeout",
-    message = ("%d of %d futures not done after %g s"):format(pending, total, timeout)}, Error)
-end
-
--- for f in par.as_completed(futures [, timeout]): each future once, as it is done.
-function par.as_completed(futures, timeout)
-  local pools = pools_of(futures, "as_completed")
-  local deadline = deadline_of(timeout, "as_completed")
-  local ready, next_ready, pending = {}, 1, 0 -- settle appends to ready
-  for _, f in ipairs(futures) do
-    if f:done() then ready[#ready + 1] = f else f.watch = ready; pending = pending + 1 end
-  end
-  return function()
-    while ready[next_ready] == nil do
-      if pending == 0 then return nil end
-      if not pump_any(pools, deadline) and deadline and par.now() >= deadline then
-        error(timeout_error("par.as_completed", pending, #futures, timeout), 2)
-      end
-    end
-    local f = ready[next_ready]
-    next_ready = next_ready + 1
-    if f.watch then f.watch = nil; pending = pending - 1 end
-    return f
-  end
-end
-
-local return_whens = {all = true, first = true, first_error = true}
-
--- done, pending = par.wait(futures, {timeout =, return_when =}): lists in the given order.
-function par.wait(futures, opts)
-  local pools = pools_of(futures, "wait")
-  opts = opts or {}
-  local when = opts.return_when or "all"
-  if not return_whens[when] then
-    error(("bad argument #2 to 'wait' (return_when must be \"all\", \"first\" or \"first_error\", got %s)")
-          :format(tostring(when)), 2)
-  end
-  local deadline = deadline_of(opts.timeout, "wait")
-  local function finished()
-    local done, failed = 0, false
-    for _, f in ipairs(futures) do
-      if f:done() then done = done + 1; failed = failed or f.err ~= nil end
-    end
-    return done == #futures or (when == "first" and done > 0) or (when == "first_error" and failed)
-  end
-  while not finished() do
-    if not pump_any(pools, deadline) and deadline and par.now() >= deadline then break end
-  end
-  local done, pending = {}, {}
-  for _, f in ipairs(futures) do table.insert(f:done() and done or pending, f) end
-  return done, pending
-end
+return {Future = Future, deadline_of = deadline_of, left = left}
