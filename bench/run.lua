@@ -569,6 +569,13 @@ local SIDE_BY_SIDE = {
      {"pipe_ping_pong", "duplex pipe ping-pong, small ints, 2*10^4 (Pipe)", 3},
      {"channel_put_get", "channel put (parent) / get (worker), 10^5 small ints (Queue)", 5},
    }},
+  {title = "warm pool: per call, task or item, 2 workers, vs Python's reused Pool and ProcessPoolExecutor",
+   name = "pool_futures", rows = {
+     {"warm_map_2", "pool:map of 2 tiny items, repeated (Pool.map)", 20},
+     {"submit_result", "submit one tiny task, wait for its result, repeated (executor)", 10},
+     {"as_completed_20k", "2*10^4 tiny submits, collected with as_completed (executor)", 30},
+     {"map_1m", "pool:map of 10^6 tiny items, per item (Pool.map, default chunksize)", 5},
+   }},
 }
 
 -- The "key<TAB>number" lines a command prints, as a table, or nil and why.

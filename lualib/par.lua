@@ -3,6 +3,8 @@
 -- functions and par.version, the error metatable, a loader of the other
 -- built-in parts and the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
+local retire = core.retire -- par.pool's max_tasks, not a public function
+core.retire = nil
 
 Error.__name = "par.Error"
 Error.__index = Error
@@ -140,5 +142,8 @@ function par.imap(fn, source, opts)
 end
 
 par.pipeline = load_part("pipeline")(par, meter_for, check_source)
+local ship = load_part("ship")(par)
+local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire)) -- par.pool
+load_part("wait")(par, futures) -- par.as_completed, par.wait
 
 return par

@@ -45,6 +45,7 @@ lua_Integer dispatch_blame(Pool *p, int k, int (*holds)(void *ctx, lua_Integer i
                            void *ctx, lua_Integer oldest) {
   lua_Integer killed_for = p->workers[k].killed_for;
   lua_Integer said = killed_for ? killed_for : (lua_Integer)p->progress[k].item;
+  if (said == PROGRESS_RETIRED) return 0;
   if (said != 0 && holds(ctx, said)) return said;
   return killed_for ? 0 : oldest;
 }

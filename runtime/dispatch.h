@@ -33,8 +33,8 @@ int dispatch_init_died(lua_State *L, Pool *p, int k, int has_init);
 
 /*
 ** What dead worker k is blamed for: the item it was killed for or said it
-** ran, if 'holds' says it had it; else, unless it was killed, 'oldest'.
-** 0 for none.
+** ran, if 'holds' says it had it; else, unless it was killed or retired,
+** 'oldest'. 0 for none.
 */
 lua_Integer dispatch_blame(Pool *p, int k, int (*holds)(void *ctx, lua_Integer item),
                            void *ctx, lua_Integer oldest);

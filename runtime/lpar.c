@@ -11,6 +11,7 @@
 #include "lpar.h"
 #include "lutil.h"
 #include "parlua.h"
+#include "worker.h"
 #include "proc.h"
 #include "progress.h"
 
@@ -80,6 +81,7 @@ static const luaL_Reg par_functions[] = {
   {"now", par_now},
   {"sleep", par_sleep},
   {"encode", par_encode},
+  {"retire", worker_retire}, /* lualib/par.lua hands it to the pool alone */
   {"decode", par_decode},
   {NULL, NULL}
 };

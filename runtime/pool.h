@@ -27,6 +27,9 @@ typedef struct Progress {
   volatile int64_t item;
 } Progress;
 
+/* Progress.item of a worker that ended on purpose between items: nothing it held failed. */
+#define PROGRESS_RETIRED (-1)
+
 typedef struct Worker {
   pid_t pid; /* 0 once it is gone */
   pid_t last_pid; /* stays after it is gone, for messages */

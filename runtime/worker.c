@@ -233,6 +233,14 @@ static void run_init(lua_State *L, const WorkerTask *t, int msgh, int res) {
   if (frame_send(res, FRAME_READY, NULL, 0) != 0) proc_exit(1);
 }
 
+static int retiring;
+
+int worker_retire(lua_State *L) {
+  (void)L;
+  retiring = 1;
+  return 0;
+}
+
 /* Sends what is left and ends: told that no more work will come, the worker need not wait for end of file. */
 static void finish_work(int res) {
   send_outcomes(res);
@@ -244,6 +252,7 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
   FrameReader in = {{NULL, 0, 0}, 0};
   int msgh;
   unsent.len = 0; /* forked from a worker, it would hold its parent's results */
+  retiring = 0;
   lua_pushcfunction(L, worker_capture_error);
   msgh = lua_gettop(L);
   if (t->init != 0) run_init(L, t, msgh, res);
@@ -268,6 +277,10 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
       lua_Integer slot = (lua_Integer)frame_get64(payload + ITEM_SLOT);
       run_range(L, t, msgh, progress, slot, slot, payload + ITEM_VALUE, len - ITEM_VALUE,
                 (lua_Integer)frame_get64(payload + ITEM_ID));
+      if (retiring) {
+        progress->item = PROGRESS_RETIRED;
+        finish_work(res);
+      }
     }
   }
 }

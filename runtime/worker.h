@@ -37,6 +37,13 @@ void worker_send_error(lua_State *L, int res, char type, lua_Integer index);
 /* Sends 'why' (a value that could not be encoded) as item index's error. */
 void worker_send_encode_error(lua_State *L, int res, lua_Integer index, const char *why);
 
+/*
+** Lua function, for a queue worker (par.pool's max_tasks): once the item
+** it runs is done, the worker sends its outcomes and exits; the items it
+** holds go to others and the queue forks a replacement.
+*/
+int worker_retire(lua_State *L);
+
 /* A WorkerMain for pool_start; the task is a WorkerTask. */
 void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task);
 
