@@ -533,6 +533,9 @@ local function start_map(self, fn, list, opts, fname)
   if type(list) ~= "table" then
     error(("bad argument #2 to '%s' (table expected, got %s)"):format(fname, type(list)), 3)
   end
+  if rawlen(list) == 0 and next(list) ~= nil then
+    error(("bad argument #2 to '%s' (list expected, got a table with keys but no items 1..n)"):format(fname), 3)
+  end
   local collect, chunk = read_map_options(opts, fname)
   local rec = self:_function(fn, fname, 3)
   return queue_map(self, rec, list, collect, chunk, 0)

@@ -209,6 +209,15 @@ describe("par.pool", function()
       assert.are.same({nil, 2, nil, 4}, r)
     end)
 
+    it("refuses a table with keys but no items 1..n, as par.map does", function()
+      for _, name in ipairs({"map", "map_async"}) do
+        local ok, err = pcall(pool[name], pool, function(x) return x end, {a = 1})
+        assert.is_false(ok)
+        assert.matches("bad argument #2 to '" .. name .. "' (list expected, got a table with keys but no items 1..n)",
+                       err, 1, true)
+      end
+    end)
+
     it("raises the first failing item's error, indexed by item", function()
       local ok, err = pcall(pool.map, pool, function(x) if x == 7 then error("boom") end return x end,
                             helpers.range(20))
