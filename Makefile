@@ -21,16 +21,33 @@ SAN_CC      = clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS)
 MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/shm.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
                runtime/spawn.c runtime/message.c runtime/channel.c runtime/pipe.c runtime/lsync.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
-MODULE_SRC += runtime/progress.c runtime/checkpoint.c
+MODULE_SRC += runtime/progress.c runtime/checkpoint.c runtime/spread.c runtime/cluster_stub.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
 HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 
 BUSTED     ?= $(shell command -v busted)
 
-.PHONY: all run test check check-c check-lua check-san check-fuzz fuzz bench deps deps-test deps-bench clean
+.PHONY: all run test check check-mpi check-c check-lua check-san check-fuzz fuzz bench deps deps-test deps-bench clean
 
 all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
+
+# With Open MPI's mpicc present, build/parlua-mpi as well: the same host
+# with the real cluster (runtime/cluster.c, handout.c) in place of the stub.
+MPICC := $(shell command -v mpicc)
+MPIRUN := $(shell command -v mpirun)
+MPI_SRC := runtime/cluster.c runtime/handout.c runtime/rankout.c
+MPI_OBJ := $(filter-out $(B)/obj/cluster_stub.o,$(MODULE_OBJ)) $(MPI_SRC:runtime/%.c=$(B)/mpi/%.o)
+ifneq ($(MPICC),)
+all: $(B)/parlua-mpi
+endif
+
+$(B)/mpi/%.o: runtime/%.c $(HEADERS)
+	@mkdir -p $(B)/mpi
+	$(MPICC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/parlua-mpi: $(B)/obj/host.o $(MPI_OBJ)
+	$(MPICC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
 
 $(B)/obj/%.o: runtime/%.c $(HEADERS) | $(B)/obj
 	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -101,7 +118,12 @@ fuzz:
 check-fuzz:
 	tests/fuzz/run.sh 30
 
-check: check-c check-lua check-san check-fuzz
+# The MPI specs, under mpirun -n 3 on this one machine (tests/mpi_spec.lua).
+check-mpi: all
+	PARLUA_LUA=$(B)/parlua $(B)/parlua $(BUSTED) tests/mpi_spec.lua
+
+CHECK_MPI := $(if $(and $(MPICC),$(MPIRUN)),check-mpi)
+check: check-c check-lua check-san check-fuzz $(CHECK_MPI)
 
 test: deps-test
 	$(MAKE) all

@@ -19,6 +19,7 @@ typedef struct ParOptions {
   int seeded;        /* a seed was given: each item's math.random starts from it */
   lua_Integer seed;
   lua_Integer max_bytes; /* 0: the default */
+  int gather_root;   /* gather = "root": under MPI only rank 0 gets the results */
 } ParOptions;
 
 /*
