@@ -9,7 +9,10 @@
 
 #include "cluster.h"
 #include "parlua.h"
+#include "proc.h"
 #include "rankout.h"
+
+#define WAIT_SLICE_MAX_NS 1000000
 
 static int rank = 0, size = 1, started = 0;
 
@@ -50,10 +53,6 @@ int cluster_size(void) {
   return size;
 }
 
-void cluster_allgather(const void *mine, size_t bytes, void *all) {
-  MPI_Allgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD);
-}
-
 /* Where each rank's bytes start in the gathered block; returns the total. */
 static size_t place(const int *lens, int *offsets) {
   size_t total = 0;
@@ -65,23 +64,49 @@ static size_t place(const int *lens, int *offsets) {
   return total;
 }
 
-char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total) {
+/*
+** Waits for a collective to complete, looking less and less often (from
+** at once to every millisecond), so a SIGTERM from the launcher while a
+** rank is gone is seen and reported instead of ending this one silently.
+** Returns 0, or the signal.
+*/
+static int wait_request(MPI_Request *req) {
+  int64_t slice = 2000;
+  int flag = 0, sig;
+  for (;;) {
+    if (MPI_Test(req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || flag) return 0;
+    sig = proc_sleep_until(par_now_ns() + slice);
+    if (sig != 0) return sig;
+    if (slice < WAIT_SLICE_MAX_NS) slice *= 2;
+  }
+}
+
+int cluster_allgather(const void *mine, size_t bytes, void *all) {
+  MPI_Request req;
+  MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
+  return wait_request(&req);
+}
+
+char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig) {
   int my_len = (int)len, *lens = calloc((size_t)size * 2, sizeof(int));
   char *all = NULL;
+  MPI_Request req;
   *total = 0;
   if (lens == NULL) return NULL;
   if (to_all)
-    MPI_Allgather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, MPI_COMM_WORLD);
+    MPI_Iallgather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, MPI_COMM_WORLD, &req);
   else
-    MPI_Gather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD);
-  if (to_all || rank == 0) {
+    MPI_Igather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
+  *sig = wait_request(&req);
+  if (*sig == 0 && (to_all || rank == 0)) {
     *total = place(lens, lens + size);
     all = malloc(*total + 1);
   }
-  if (to_all)
-    MPI_Allgatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, MPI_COMM_WORLD);
-  else
-    MPI_Gatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, 0, MPI_COMM_WORLD);
+  if (*sig == 0 && to_all)
+    MPI_Iallgatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, MPI_COMM_WORLD, &req);
+  else if (*sig == 0)
+    MPI_Igatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+  if (*sig == 0) *sig = wait_request(&req);
   free(lens);
   return all;
 }

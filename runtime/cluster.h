@@ -21,15 +21,19 @@ void cluster_end(void);
 int cluster_rank(void); /* 0-based, 0 without MPI */
 int cluster_size(void); /* 1 without MPI */
 
-/* Every rank's 'mine' (same size on every rank) into 'all' (cluster_size() times that). */
-void cluster_allgather(const void *mine, size_t size, void *all);
+/*
+** Every rank's 'mine' (same size on every rank) into 'all' (cluster_size()
+** times that). Returns 0, or a SIGINT or SIGTERM that ended the wait.
+*/
+int cluster_allgather(const void *mine, size_t size, void *all);
 
 /*
 ** Gathers every rank's 'len' bytes at 'mine', in rank order, into a
 ** malloc'd block on the root, or on every rank when 'to_all'. Returns
 ** the block (NULL where nothing comes, or out of memory) and its length.
+** A SIGINT or SIGTERM meanwhile ends the wait: *sig is the signal, else 0.
 */
-char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total);
+char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig);
 
 /*
 ** The hand-out of ranges of items 1..n (handout.c). The root hands out,
@@ -57,8 +61,8 @@ void handout_stop(Handout *h);
 /* On the root: answers the asks that have come; returns how many ranks may still ask. */
 int handout_serve(Handout *h);
 
-/* On the root: waits for and answers asks until no rank may ask again. */
-void handout_serve_all(Handout *h);
+/* On the root: answers asks until no rank may ask again; returns 0, or a SIGINT or SIGTERM that came. */
+int handout_serve_all(Handout *h);
 
 /*
 ** On the root: appends to 'out' (up to 'size' bytes, NUL-ended) which

@@ -11,9 +11,11 @@
 #include <mpi.h>
 
 #include "cluster.h"
+#include "proc.h"
 
 #define TAG_ASK 0x5061   /* want, lowest unfinished, stop */
 #define TAG_GRANT 0x5062 /* lo, hi; 0, 0 for none left */
+#define SERVE_ALL_SLICE_NS 50000 /* how often the root, its own part done, looks for asks */
 
 typedef struct Grants {
   int64_t *lohi; /* pairs, in the order they were handed out */
@@ -29,7 +31,18 @@ struct Handout {
   Grants *ranks;
 };
 
-static void note_grant(Grants *g, int64_t lo, int64_t hi);
+static void note_grant(Grants *g, int64_t lo, int64_t hi) {
+  if (g->count == g->cap) {
+    int cap = g->cap * 2 + 4;
+    int64_t *bigger = realloc(g->lohi, (size_t)cap * 2 * sizeof *bigger);
+    if (bigger == NULL) return; /* only the message if it dies is the poorer */
+    g->lohi = bigger;
+    g->cap = cap;
+  }
+  g->lohi[2 * g->count] = lo;
+  g->lohi[2 * g->count + 1] = hi;
+  g->count++;
+}
 
 Handout *handout_new(lua_Integer n, lua_Integer first) {
   Handout *h = calloc(1, sizeof *h);
@@ -70,19 +83,6 @@ static int cut(Handout *h, int64_t want, int64_t *lo, int64_t *hi) {
   *hi = *lo + want - 1 < h->n ? *lo + want - 1 : h->n;
   h->next = *hi + 1;
   return 1;
-}
-
-static void note_grant(Grants *g, int64_t lo, int64_t hi) {
-  if (g->count == g->cap) {
-    int cap = g->cap * 2 + 4;
-    int64_t *bigger = realloc(g->lohi, (size_t)cap * 2 * sizeof *bigger);
-    if (bigger == NULL) return; /* only the message if it dies is the poorer */
-    g->lohi = bigger;
-    g->cap = cap;
-  }
-  g->lohi[2 * g->count] = lo;
-  g->lohi[2 * g->count + 1] = hi;
-  g->count++;
 }
 
 int handout_take(Handout *h, lua_Integer want, lua_Integer lowest, lua_Integer *lo, lua_Integer *hi) {
@@ -138,8 +138,13 @@ int handout_serve(Handout *h) {
   return h->asking;
 }
 
-void handout_serve_all(Handout *h) {
-  while (h->asking > 0) serve_one(h, MPI_ANY_SOURCE);
+/* Not a blocking receive: a SIGTERM from the launcher, when a rank died, must be seen. */
+int handout_serve_all(Handout *h) {
+  while (handout_serve(h) > 0) {
+    int sig = proc_sleep_until(par_now_ns() + SERVE_ALL_SLICE_NS);
+    if (sig != 0) return sig;
+  }
+  return 0;
 }
 
 void handout_describe(Handout *h, char *out, size_t size) {
@@ -148,7 +153,7 @@ void handout_describe(Handout *h, char *out, size_t size) {
   for (r = 1; r < cluster_size() && len < size; r++) {
     Grants *g = &h->ranks[r];
     if (g->told_none) continue;
-    len += (size_t)snprintf(out + len, size - len, "%s rank %d", len > 0 ? ";" : "", r);
+    len += (size_t)snprintf(out + len, size - len, "%srank %d", len > 0 ? "; " : "", r);
     for (i = 0; i < g->count && len < size; i++)
       if (g->lohi[2 * i + 1] >= g->lowest)
         len += (size_t)snprintf(out + len, size - len, " %lld-%lld", (long long)g->lohi[2 * i],

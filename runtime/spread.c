@@ -75,11 +75,15 @@ static uint64_t hash_value(lua_State *L, int idx, int depth) {
 /* Raises kind "mismatch" on every rank unless all reached call 'seq' with the same items. */
 static void check_same_call(lua_State *L, const char *fn, int items, lua_Integer n) {
   uint64_t mine[2], *all;
-  int r, size = cluster_size();
+  int r, sig, size = cluster_size();
   mine[0] = ++calls;
   mine[1] = mix(hash_value(L, items, 0), (uint64_t)n);
   all = lua_newuserdatauv(L, sizeof mine * (size_t)size, 0);
-  cluster_allgather(mine, sizeof mine, all);
+  sig = cluster_allgather(mine, sizeof mine, all);
+  if (sig != 0) {
+    par_push_interrupted(L, fn, sig, "waiting for the other ranks");
+    lua_error(L);
+  }
   for (r = 1; r < size; r++) {
     if (all[2 * r] == all[0] && all[2 * r + 1] == all[1]) continue;
     par_push_error(L, fn, 0, "mismatch",
@@ -187,15 +191,17 @@ void spread_stop(Spread *s) {
   s->may_take = 0;
 }
 
+static void job_ended(lua_State *L, Spread *s, int sig);
+
 /* Whether some rank failed without on_error = "collect", so every rank must see the error. */
-static int any_failed(Spread *s) {
+static int any_failed(lua_State *L, Spread *s) {
   int64_t mine = s->failed, *all;
-  int r, size = cluster_size(), failed = 0;
-  all = calloc((size_t)size, sizeof *all);
-  if (all == NULL) return 1; /* then everything goes everywhere, which is never wrong */
-  cluster_allgather(&mine, sizeof mine, all);
+  int r, size = cluster_size(), failed = 0, sig;
+  all = lua_newuserdatauv(L, (size_t)size * sizeof *all, 0);
+  sig = cluster_allgather(&mine, sizeof mine, all);
+  if (sig != 0) job_ended(L, s, sig);
   for (r = 0; r < size; r++) failed |= all[r] != 0;
-  free(all);
+  lua_pop(L, 1);
   return failed;
 }
 
@@ -240,16 +246,24 @@ static void read_outcomes(lua_State *L, const char *p, size_t len, int results, 
   }
 }
 
+/* Raises the error of a job ended by signal 'sig' (see spread_push_ended). */
+static void job_ended(lua_State *L, Spread *s, int sig) {
+  spread_push_ended(L, s, sig);
+  lua_error(L);
+}
+
 void spread_finish(lua_State *L, Spread *s, int results, int errors, int collect) {
-  int to_all, lowest;
+  int to_all, lowest, sig = 0;
   Buffer *all;
-  if (cluster_rank() == 0) handout_serve_all(s->handout);
-  to_all = !s->gather_root || any_failed(s);
+  if (cluster_rank() == 0) sig = handout_serve_all(s->handout);
+  if (sig != 0) job_ended(L, s, sig);
+  to_all = !s->gather_root || any_failed(L, s);
   lua_pushnil(L);
   lowest = lua_gettop(L);
   all = par_push_buffer(L);
-  all->data = cluster_gather(s->kept.data, s->kept.len, to_all, &all->len);
+  all->data = cluster_gather(s->kept.data, s->kept.len, to_all, &all->len, &sig);
   all->cap = all->len;
+  if (sig != 0) job_ended(L, s, sig);
   if (all->data != NULL) read_outcomes(L, all->data, all->len, results, errors, collect, lowest);
   else if (to_all || cluster_rank() == 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
   lua_closeslot(L, -1);
