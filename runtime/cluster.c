@@ -2,8 +2,11 @@
 ** The MPI job: joining and leaving it, this rank and the number of ranks,
 ** the output of ranks other than 0, and the two collectives par needs.
 */
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
@@ -15,6 +18,29 @@
 #define WAIT_SLICE_MAX_NS 1000000
 
 static int rank = 0, size = 1, started = 0;
+
+static char ended_message[96];
+
+/*
+** The launcher ends every rank with SIGTERM when one dies. par's waits
+** turn it into an error naming the ranks with unfinished items; between
+** waits, this at least says why the rank ends.
+*/
+static void ended_by_launcher(int sig) {
+  ssize_t unused = write(2, ended_message, strlen(ended_message));
+  (void)unused;
+  _exit(128 + sig);
+}
+
+static void catch_launcher_end(void) {
+  struct sigaction sa;
+  snprintf(ended_message, sizeof ended_message,
+           "parlua-mpi: rank %d ended by SIGTERM (most likely another rank died)\n", rank);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = ended_by_launcher;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, NULL);
+}
 
 void cluster_start(int *argc, char ***argv) {
   const char *output = getenv("PARLUA_MPI_OUTPUT");
@@ -33,6 +59,7 @@ void cluster_start(int *argc, char ***argv) {
   MPI_Comm_size(MPI_COMM_WORLD, &size);
   /* MPI's own threads hold no lock a worker could need: it never calls MPI */
   parlua_allow_threads(1);
+  catch_launcher_end();
   if (rank == 0) return;
   if (output != NULL && strcmp(output, "all") == 0 && rankout_prefix(rank) == 0) return;
   rankout_silence();

@@ -80,7 +80,9 @@ describe_mpi("par.map under MPI", function()
     local out, err, status = mpirun("tests/mpi/killed.lua")
     assert.not_equal(0, status)
     assert.not_matches("not reached", out)
-    assert.matches("par.map: rank: the job was ended[^\n]*rank 1 17%-32", err)
+    -- the root names rank 1 unless the launcher's SIGTERM came between two of its waits
+    local named = err:match("par.map: rank: the job was ended[^\n]*rank 1 17%-32")
+    assert.is_truthy(named or err:match("rank 0 ended by SIGTERM"))
     assert.is_nil(io.popen("pgrep -f 'parlua-mp[i] tests/mpi/killed'"):read("l"))
   end)
 
