@@ -559,7 +559,7 @@ local function mpi_rows()
   if not (io.open("build/parlua-mpi") and os.execute("command -v mpirun >/dev/null 2>&1")) then return nil end
   local spin_n = calibrate_spin()
   local function run(ranks, workers)
-    local p = io.popen(("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --oversubscribe -n %d " ..
+    local p = io.popen(("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --bind-to none --oversubscribe -n %d " ..
       "build/parlua-mpi bench/mpi_bench.lua %d %d"):format(ranks, workers, spin_n))
     local text = p:read("a")
     p:close()

@@ -17,7 +17,7 @@
 
 #define WAIT_SLICE_MAX_NS 1000000
 
-static int rank = 0, size = 1, started = 0;
+static int rank = 0, size = 1, local_size = 1, started = 0;
 
 static char ended_message[96];
 
@@ -42,6 +42,13 @@ static void catch_launcher_end(void) {
   sigaction(SIGTERM, &sa, NULL);
 }
 
+static void count_local_ranks(void) {
+  MPI_Comm local;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &local) != MPI_SUCCESS) return;
+  MPI_Comm_size(local, &local_size);
+  MPI_Comm_free(&local);
+}
+
 void cluster_start(int *argc, char ***argv) {
   const char *output = getenv("PARLUA_MPI_OUTPUT");
   /*
@@ -57,6 +64,7 @@ void cluster_start(int *argc, char ***argv) {
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &size);
+  count_local_ranks();
   /* MPI's own threads hold no lock a worker could need: it never calls MPI */
   parlua_allow_threads(1);
   catch_launcher_end();
@@ -78,6 +86,10 @@ int cluster_rank(void) {
 
 int cluster_size(void) {
   return size;
+}
+
+int cluster_local_size(void) {
+  return local_size;
 }
 
 /* Where each rank's bytes start in the gathered block; returns the total. */
@@ -114,17 +126,25 @@ int cluster_allgather(const void *mine, size_t bytes, void *all) {
   return wait_request(&req);
 }
 
+/* Whether any rank asked for the block on every rank; the pairs are (length, to_all). */
+static int any_to_all(const int *pairs) {
+  int r;
+  for (r = 0; r < size; r++)
+    if (pairs[2 * r + 1]) return 1;
+  return 0;
+}
+
 char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig) {
-  int my_len = (int)len, *lens = calloc((size_t)size * 2, sizeof(int));
+  int mine_pair[2] = {(int)len, to_all}, my_len = (int)len, r;
+  int *pairs = calloc((size_t)size * 4, sizeof(int)), *lens = pairs + 2 * size;
   char *all = NULL;
   MPI_Request req;
   *total = 0;
-  if (lens == NULL) return NULL;
-  if (to_all)
-    MPI_Iallgather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, MPI_COMM_WORLD, &req);
-  else
-    MPI_Igather(&my_len, 1, MPI_INT, lens, 1, MPI_INT, 0, MPI_COMM_WORLD, &req);
+  if (pairs == NULL) return NULL;
+  MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req);
   *sig = wait_request(&req);
+  to_all = any_to_all(pairs);
+  for (r = 0; r < size; r++) lens[r] = pairs[2 * r];
   if (*sig == 0 && (to_all || rank == 0)) {
     *total = place(lens, lens + size);
     all = malloc(*total + 1);
@@ -134,6 +154,6 @@ char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, in
   else if (*sig == 0)
     MPI_Igatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
   if (*sig == 0) *sig = wait_request(&req);
-  free(lens);
+  free(pairs);
   return all;
 }

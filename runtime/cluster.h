@@ -20,6 +20,7 @@ void cluster_end(void);
 
 int cluster_rank(void); /* 0-based, 0 without MPI */
 int cluster_size(void); /* 1 without MPI */
+int cluster_local_size(void); /* the ranks on this machine, this one included */
 
 /*
 ** Every rank's 'mine' (same size on every rank) into 'all' (cluster_size()
@@ -29,9 +30,10 @@ int cluster_allgather(const void *mine, size_t size, void *all);
 
 /*
 ** Gathers every rank's 'len' bytes at 'mine', in rank order, into a
-** malloc'd block on the root, or on every rank when 'to_all'. Returns
-** the block (NULL where nothing comes, or out of memory) and its length.
-** A SIGINT or SIGTERM meanwhile ends the wait: *sig is the signal, else 0.
+** malloc'd block on the root, or on every rank when any rank asks it
+** with 'to_all'. Returns the block (NULL where nothing comes, or out of
+** memory) and its length. A SIGINT or SIGTERM meanwhile ends the wait:
+** *sig is the signal, else 0.
 */
 char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig);
 

@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 
+#include "cluster.h"
 #include "cpus.h"
 #include "options.h"
 #include "proc.h"
@@ -91,6 +92,10 @@ void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions
   }
 }
 
+/* Ranks of an MPI job on one machine share its CPUs. */
 int options_default_workers(void) {
-  return proc_is_forked() ? 1 : cpus_available();
+  int share;
+  if (proc_is_forked()) return 1;
+  share = cpus_available() / cluster_local_size();
+  return share > 1 ? share : 1;
 }

@@ -191,20 +191,6 @@ void spread_stop(Spread *s) {
   s->may_take = 0;
 }
 
-static void job_ended(lua_State *L, Spread *s, int sig);
-
-/* Whether some rank failed without on_error = "collect", so every rank must see the error. */
-static int any_failed(lua_State *L, Spread *s) {
-  int64_t mine = s->failed, *all;
-  int r, size = cluster_size(), failed = 0, sig;
-  all = lua_newuserdatauv(L, (size_t)size * sizeof *all, 0);
-  sig = cluster_allgather(&mine, sizeof mine, all);
-  if (sig != 0) job_ended(L, s, sig);
-  for (r = 0; r < size; r++) failed |= all[r] != 0;
-  lua_pop(L, 1);
-  return failed;
-}
-
 /* Files error e (on top) of item 'index': into errors, or as the lowest so far at slot 'lowest'. */
 static void file_error(lua_State *L, lua_Integer index, int errors, int collect, int lowest) {
   luaL_setmetatable(L, PAR_ERROR_METATABLE);
@@ -253,24 +239,25 @@ static void job_ended(lua_State *L, Spread *s, int sig) {
 }
 
 void spread_finish(lua_State *L, Spread *s, int results, int errors, int collect) {
-  int to_all, lowest, sig = 0;
+  int lowest, got, sig = 0;
   Buffer *all;
   if (cluster_rank() == 0) sig = handout_serve_all(s->handout);
   if (sig != 0) job_ended(L, s, sig);
-  to_all = !s->gather_root || any_failed(L, s);
   lua_pushnil(L);
   lowest = lua_gettop(L);
   all = par_push_buffer(L);
-  all->data = cluster_gather(s->kept.data, s->kept.len, to_all, &all->len, &sig);
+  /* a rank that failed wants everything everywhere: every rank must raise the error */
+  all->data = cluster_gather(s->kept.data, s->kept.len, !s->gather_root || s->failed, &all->len, &sig);
   all->cap = all->len;
   if (sig != 0) job_ended(L, s, sig);
-  if (all->data != NULL) read_outcomes(L, all->data, all->len, results, errors, collect, lowest);
-  else if (to_all || cluster_rank() == 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
+  got = all->data != NULL;
+  if (got) read_outcomes(L, all->data, all->len, results, errors, collect, lowest);
+  else if (cluster_rank() == 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
   lua_closeslot(L, -1);
   lua_pop(L, 1);
   if (!lua_isnil(L, lowest)) lua_error(L);
   lua_pop(L, 1);
-  if (!to_all && cluster_rank() != 0) {
+  if (!got) { /* gather = "root", on a rank other than 0 */
     lua_pushnil(L);
     lua_replace(L, results);
   }

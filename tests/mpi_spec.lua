@@ -50,9 +50,10 @@ describe_mpi("par.map under MPI", function()
     end
   end)
 
-  it("delivers results to the root only with gather = \"root\"", function()
+  it("delivers results to the root only with gather = \"root\", errors to every rank", function()
     local out = mpirun("tests/mpi/gather.lua", "PARLUA_MPI_OUTPUT=all")
-    assert.same({"0\t50\t2500", "[rank 1] 1\tnil\tnil", "[rank 2] 2\tnil\tnil"}, lines(out))
+    assert.same({"0\t50\t2500", "0\tfalse\t33\tg", "[rank 1] 1\tfalse\t33\tg", "[rank 1] 1\tnil\tnil",
+                 "[rank 2] 2\tfalse\t33\tg", "[rank 2] 2\tnil\tnil"}, lines(out))
   end)
 
   it("raises kind \"mismatch\" naming the rank that reached the call with other items", function()
