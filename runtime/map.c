@@ -28,7 +28,8 @@
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
 #define PROBE_FORKS 3            /* how long the first worker has to answer, in forks, */
 #define PROBE_MAX_NS 1000000     /* ... but never longer than this */
-#define SERVE_SLICE_NS 200000   /* how soon the root of an MPI job answers a rank's ask */
+#define SERVE_SLICE_NS 1000000  /* how soon the root of an MPI job answers a rank's ask, at most */
+#define TAKE_NS 20000000        /* under MPI, a rank takes about this much work per worker at a time */
 
 typedef struct Range {
   lua_Integer lo, hi;
@@ -97,13 +98,17 @@ static lua_Integer lowest_unfinished(MapRun *m) {
   return lowest;
 }
 
-/* Under MPI: takes this rank's next range of items, enough for two ranges per worker. */
+/*
+** Under MPI: takes this rank's next range of items, about TAKE_NS of work
+** per worker once an item's cost is known. Its workers still hold two
+** ranges each meanwhile, so the root's answer comes before they run dry.
+*/
 static int take_more(MapRun *m) {
-  lua_Integer lo, hi, per = 1;
+  lua_Integer lo, hi, per = 2;
   if (m->spread == NULL || m->stopped) return 0;
-  if (m->opts.chunk > 0) per = m->opts.chunk;
-  else if (m->item_ns > 0 && TARGET_RANGE_NS / m->item_ns > 1) per = (lua_Integer)(TARGET_RANGE_NS / m->item_ns);
-  if (!spread_take(m->spread, per * 2 * m->pool->size, lowest_unfinished(m), &lo, &hi)) return 0;
+  if (m->opts.chunk > 0) per = 2 * m->opts.chunk;
+  else if (m->item_ns > 0 && TAKE_NS / m->item_ns > 2) per = (lua_Integer)(TAKE_NS / m->item_ns);
+  if (!spread_take(m->spread, per * m->pool->size, lowest_unfinished(m), &lo, &hi)) return 0;
   m->next = lo;
   m->grant_hi = hi;
   m->taken += hi - lo + 1;
