@@ -267,7 +267,7 @@ void spread_push_ended(lua_State *L, Spread *s, int sig) {
   char out[1024] = "";
   handout_describe(s->handout, out, sizeof out);
   par_push_error(L, s->fn, 0, "rank",
-                 "the job was ended (%s, most likely because a rank died) before every item was done; "
+                 "the job was ended (%s: a rank died, or the job was interrupted) before every item was done; "
                  "ranks that had not finished: %s", sig == 2 ? "SIGINT" : "SIGTERM",
                  out[0] != '\0' ? out : "none known to this rank");
 }

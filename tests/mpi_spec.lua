@@ -87,6 +87,15 @@ describe_mpi("par.map under MPI", function()
     assert.is_nil(io.popen("pgrep -f 'parlua-mp[i] tests/mpi/killed'"):read("l"))
   end)
 
+  it("leaves no process behind when mpirun gets Ctrl-C (SIGINT)", function()
+    local script = "tests/mpi/sleepy.lua"
+    assert.is_true(os.execute(("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 " ..
+      "setsid mpirun --oversubscribe -n 3 build/parlua-mpi %s >/dev/null 2>&1 & " ..
+      "for i in $(seq 100); do [ $(pgrep -f 'parlua-mp[i] %s' | wc -l) -ge 9 ] && break; sleep 0.1; done; " ..
+      "kill -INT $!; wait $!; sleep 1"):format(script, script)))
+    assert.is_nil(io.popen("pgrep -f 'parlua-mp[i] tests/mpi/sleepy'"):read("l"))
+  end)
+
   it("gives every example the same standard output as without MPI", function()
     local function normal(text) return (text:gsub("%d+%.%d+", "N")) end
     for _, name in ipairs({"quickstart", "primes", "wordfreq", "pipeline"}) do
