@@ -11,6 +11,9 @@
 #include "proc.h"
 #include "rankout.h"
 
+#define READ_SIZE 1024
+#define PREFIX_SIZE 32 /* "[rank N] " and its NUL, for any int N */
+
 static pid_t copier = 0;
 
 void rankout_silence(void) {
@@ -22,21 +25,27 @@ void rankout_silence(void) {
   close(null);
 }
 
-/* Copies lines from 'in' to 'out', the prefix before each; 'at_start' is whether a line begins. */
+/*
+** Copies what 'in' has to 'out', the prefix before each line, in one
+** write: the launcher merges every rank's output, and a prefix written
+** apart from its line could land before another rank's line.
+** 'at_start' is whether a line begins. Returns 0 at end of file.
+*/
 static int copy_lines(int in, int out, const char *prefix, int *at_start) {
-  char buf[4096];
-  ssize_t n = proc_read(in, buf, sizeof buf), i, from = 0;
+  char buf[READ_SIZE], line[READ_SIZE * PREFIX_SIZE]; /* room for a prefix before every byte */
+  size_t plen = strlen(prefix), len = 0;
+  ssize_t n = proc_read(in, buf, sizeof buf), i;
   if (n <= 0) return 0;
   for (i = 0; i < n; i++) {
     if (*at_start) {
-      if (i > from) proc_write2(out, buf + from, (size_t)(i - from), "", 0);
-      proc_write2(out, prefix, strlen(prefix), "", 0);
-      from = i;
+      memcpy(line + len, prefix, plen);
+      len += plen;
       *at_start = 0;
     }
+    line[len++] = buf[i];
     if (buf[i] == '\n') *at_start = 1;
   }
-  proc_write2(out, buf + from, (size_t)(n - from), "", 0);
+  proc_write2(out, line, len, "", 0);
   return 1;
 }
 
@@ -57,7 +66,7 @@ static void copy_until_closed(int out_fd, int err_fd, const char *prefix) {
 
 int rankout_prefix(int rank) {
   int out[2], err[2];
-  char prefix[32];
+  char prefix[PREFIX_SIZE];
   snprintf(prefix, sizeof prefix, "[rank %d] ", rank);
   if (pipe2(out, O_CLOEXEC) != 0) return -1;
   if (pipe2(err, O_CLOEXEC) != 0) return -1;

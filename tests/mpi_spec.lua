@@ -107,3 +107,20 @@ describe_mpi("par.map under MPI", function()
     end
   end)
 end)
+
+describe("par.rank, par.size and opts.gather without MPI", function()
+  local par = require("tests.helpers").par
+
+  it("are one rank, rank 0, the root", function()
+    assert.equal(0, par.rank())
+    assert.equal(1, par.size())
+    assert.is_true(par.is_root())
+  end)
+
+  it("takes gather = \"all\" or \"root\", both giving every result on one rank", function()
+    assert.same({2, 4}, par.map(function(x) return 2 * x end, {1, 2}, {gather = "root"}))
+    assert.same({2, 4}, par.map(function(x) return 2 * x end, {1, 2}, {gather = "all"}))
+    assert.has_error(function() par.map(print, {1}, {gather = "some"}) end,
+      "bad argument #3 to 'map' (option 'gather' must be \"all\" or \"root\" (got some))")
+  end)
+end)
