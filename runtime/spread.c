@@ -13,6 +13,7 @@
 #include "codec.h"
 #include "frame.h"
 #include "lutil.h"
+#include "proc.h"
 #include "spread.h"
 
 #define FIRST_SHARE 4 /* a rank's fixed first range is 1/(4 * ranks) of the items */
@@ -117,7 +118,7 @@ static void keep(lua_State *L, Spread *s, char kind, lua_Integer item, const cha
 Spread *spread_open(lua_State *L, const char *fn, int items, lua_Integer n, int gather_root) {
   Spread *s;
   lua_Integer first, rank = cluster_rank(), size = cluster_size();
-  if (size == 1) {
+  if (size == 1 || proc_is_forked()) { /* a worker's own par.map stays in its rank, off MPI */
     lua_pushnil(L);
     return NULL;
   }

@@ -14,8 +14,8 @@ typedef struct Spread Spread;
 /*
 ** With more than one rank, checks that every rank called fn with the
 ** same 'n' items (table at 'items'), raising kind "mismatch" otherwise,
-** and pushes a to-be-closed Spread; with one rank, pushes nil and
-** returns NULL.
+** and pushes a to-be-closed Spread; with one rank, or in a forked
+** worker (which never calls MPI), pushes nil and returns NULL.
 */
 Spread *spread_open(lua_State *L, const char *fn, int items, lua_Integer n, int gather_root);
 

@@ -11,3 +11,6 @@ for i = 1, #items do
 end
 assert(#out == #items)
 print(("rank %d ok %d ranks computed"):format(par.rank(), (by[0] and 1 or 0) + (by[1] and 1 or 0) + (by[2] and 1 or 0)))
+-- a map inside a worker stays in that worker's rank
+local nested = par.map(function(x) return par.map(function(y) return y * x end, {1, 2, 3}) end, {1, 2, 3, 4})
+assert(nested[4][3] == 12 and #nested == 4)
