@@ -36,7 +36,7 @@ all: $(B)/parlua $(B)/par.so $(B)/libparlua.a
 # with the real cluster (runtime/cluster.c, handout.c) in place of the stub.
 MPICC := $(shell command -v mpicc)
 MPIRUN := $(shell command -v mpirun)
-MPI_SRC := runtime/cluster.c runtime/handout.c runtime/rankout.c
+MPI_SRC := runtime/cluster.c runtime/handout.c runtime/rankout.c runtime/mpiwait.c
 MPI_OBJ := $(filter-out $(B)/obj/cluster_stub.o,$(MODULE_OBJ)) $(MPI_SRC:runtime/%.c=$(B)/mpi/%.o)
 ifneq ($(MPICC),)
 all: $(B)/parlua-mpi

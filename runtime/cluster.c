@@ -12,10 +12,8 @@
 
 #include "cluster.h"
 #include "parlua.h"
-#include "proc.h"
+#include "mpiwait.h"
 #include "rankout.h"
-
-#define WAIT_SLICE_MAX_NS 250000 /* a late rank is seen within this, at little cost */
 
 static int rank = 0, size = 1, local_size = 1, started = 0;
 
@@ -103,27 +101,10 @@ static size_t place(const int *lens, int *offsets) {
   return total;
 }
 
-/*
-** Waits for a collective to complete, looking less and less often (from
-** at once to every millisecond), so a SIGTERM from the launcher while a
-** rank is gone is seen and reported instead of ending this one silently.
-** Returns 0, or the signal.
-*/
-static int wait_request(MPI_Request *req) {
-  int64_t slice = 2000;
-  int flag = 0, sig;
-  for (;;) {
-    if (MPI_Test(req, &flag, MPI_STATUS_IGNORE) != MPI_SUCCESS || flag) return 0;
-    sig = proc_sleep_until(par_now_ns() + slice);
-    if (sig != 0) return sig;
-    if (slice < WAIT_SLICE_MAX_NS) slice *= 2;
-  }
-}
-
 int cluster_allgather(const void *mine, size_t bytes, void *all) {
   MPI_Request req;
   MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
-  return wait_request(&req);
+  return mpiwait(&req);
 }
 
 /* Whether any rank asked for the block on every rank; the pairs are (length, to_all). */
@@ -142,7 +123,7 @@ char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, in
   *total = 0;
   if (pairs == NULL) return NULL;
   MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req);
-  *sig = wait_request(&req);
+  *sig = mpiwait(&req);
   to_all = any_to_all(pairs);
   for (r = 0; r < size; r++) lens[r] = pairs[2 * r];
   if (*sig == 0 && (to_all || rank == 0)) {
@@ -153,7 +134,7 @@ char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, in
     MPI_Iallgatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, MPI_COMM_WORLD, &req);
   else if (*sig == 0)
     MPI_Igatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
-  if (*sig == 0) *sig = wait_request(&req);
+  if (*sig == 0) *sig = mpiwait(&req);
   free(pairs);
   return all;
 }

@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include "cluster.h"
+#include "mpiwait.h"
 #include "proc.h"
 
 #define TAG_ASK 0x5061   /* want, lowest unfinished, stop */
@@ -87,6 +88,7 @@ static int cut(Handout *h, int64_t want, int64_t *lo, int64_t *hi) {
 
 int handout_take(Handout *h, lua_Integer want, lua_Integer lowest, lua_Integer *lo, lua_Integer *hi) {
   int64_t ask[3] = {want, lowest, h->stopped}, grant[2] = {0, 0};
+  MPI_Request req;
   if (cluster_rank() == 0) {
     int64_t l, r;
     if (!cut(h, want, &l, &r)) return 0;
@@ -95,8 +97,9 @@ int handout_take(Handout *h, lua_Integer want, lua_Integer lowest, lua_Integer *
     return 1;
   }
   if (MPI_Send(ask, 3, MPI_INT64_T, 0, TAG_ASK, MPI_COMM_WORLD) != MPI_SUCCESS ||
-      MPI_Recv(grant, 2, MPI_INT64_T, 0, TAG_GRANT, MPI_COMM_WORLD, MPI_STATUS_IGNORE) != MPI_SUCCESS)
+      MPI_Irecv(grant, 2, MPI_INT64_T, 0, TAG_GRANT, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
     return 0;
+  if (mpiwait(&req) != 0) return 0; /* the job is ending: the launcher's SIGKILL follows */
   if (grant[0] == 0) return 0;
   *lo = grant[0];
   *hi = grant[1];

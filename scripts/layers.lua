@@ -4,7 +4,7 @@
 --   lua5.4 scripts/layers.lua runtime
 local layers = {
   {"parlua", "alloc", "buffer", "jsontext", "codec", "encode", "decode", "chunks"},
-  {"proc", "cpus", "cluster", "cluster_stub", "handout", "rankout"},
+  {"proc", "cpus", "cluster", "cluster_stub", "handout", "rankout", "mpiwait"},
   {"shm"},
   {"frame", "lutil", "options"},
   {"progress", "checkpoint"},
