@@ -21,7 +21,7 @@ SAN_CC      = clang $(PAR_CFLAGS) -O1 -g $(SAN_FLAGS)
 MODULE_SRC := runtime/alloc.c runtime/buffer.c runtime/jsontext.c runtime/encode.c runtime/decode.c runtime/frame.c runtime/proc.c runtime/shm.c runtime/shmtable.c runtime/options.c \
               runtime/cpus.c runtime/pool.c runtime/worker.c runtime/map.c runtime/queue.c \
                runtime/spawn.c runtime/message.c runtime/channel.c runtime/pipe.c runtime/lsync.c runtime/ldict.c runtime/lutil.c runtime/dispatch.c runtime/lpar.c
-MODULE_SRC += runtime/progress.c runtime/checkpoint.c
+MODULE_SRC += runtime/progress.c runtime/checkpoint.c runtime/spread.c runtime/cluster_stub.c
 LUALIB_SRC := $(wildcard lualib/*.lua)
 HEADERS    := $(wildcard runtime/*.h)
 MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
@@ -29,10 +29,27 @@ MODULE_OBJ := $(MODULE_SRC:runtime/%.c=$(B)/obj/%.o) $(B)/obj/lualib.o
 BUSTED     ?= $(shell command -v busted)
 VERSION    := $(shell sed -n 's/^#define PARLUA_VERSION "parlua \(.*\)"/\1/p' runtime/parlua.h)
 
-.PHONY: all run test check check-c check-lua check-san check-fuzz check-install check-rock fuzz bench \
+.PHONY: all run test check check-mpi check-c check-lua check-san check-fuzz check-install check-rock fuzz bench \
         install uninstall install-rock deps deps-test deps-bench clean
 
 all: $(B)/parlua $(B)/par.so $(B)/libparlua.a $(B)/batch
+
+# With Open MPI's mpicc present, build/parlua-mpi as well: the same host
+# with the real cluster (runtime/cluster.c, handout.c) in place of the stub.
+MPICC := $(shell command -v mpicc)
+MPIRUN := $(shell command -v mpirun)
+MPI_SRC := runtime/cluster.c runtime/handout.c runtime/rankout.c runtime/mpiwait.c
+MPI_OBJ := $(filter-out $(B)/obj/cluster_stub.o,$(MODULE_OBJ)) $(MPI_SRC:runtime/%.c=$(B)/mpi/%.o)
+ifneq ($(MPICC),)
+all: $(B)/parlua-mpi
+endif
+
+$(B)/mpi/%.o: runtime/%.c $(HEADERS)
+	@mkdir -p $(B)/mpi
+	$(MPICC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
+
+$(B)/parlua-mpi: $(B)/obj/host.o $(MPI_OBJ)
+	$(MPICC) $(CFLAGS) $(LINK_NOW) $^ $(LUA_LIBS) $(READLINE_LIBS) -lm -ldl -o $@
 
 $(B)/obj/%.o: runtime/%.c $(HEADERS) | $(B)/obj
 	$(CC) $(PAR_CFLAGS) $(CFLAGS) -c $< -o $@
@@ -77,9 +94,10 @@ install: all
 	install -m 755 $(B)/par.so $(ROOT)/lib/lua/5.4/par.so
 	install -m 644 docs/parlua.1 $(ROOT)/share/man/man1/parlua.1
 	sed 's|@VERSION@|$(VERSION)|' scripts/parlua.pc.in > $(ROOT)/lib/pkgconfig/parlua.pc
+	$(if $(MPICC),install -m 755 $(B)/parlua-mpi $(ROOT)/bin/parlua-mpi)
 
 uninstall:
-	rm -f $(addprefix $(ROOT)/,$(INSTALLED))
+	rm -f $(addprefix $(ROOT)/,$(INSTALLED) bin/parlua-mpi)
 
 # What luarocks make installs: it gives the rock's LIBDIR and BINDIR.
 install-rock: all
@@ -165,7 +183,12 @@ check-rock:
 	eval "$$($(LUAROCKS) path --tree $(ROCK_TREE))" && cd / && $(LUA) -e '$(FROM_ROCK)'
 	$(ROCK_TREE)/bin/parlua -e 'assert(par.map)'
 
-check: check-c check-lua check-san check-fuzz check-install check-rock
+# The MPI specs, under mpirun -n 3 on this one machine (tests/mpi_spec.lua).
+check-mpi: all
+	PARLUA_LUA=$(B)/parlua $(B)/parlua $(BUSTED) tests/mpi_spec.lua
+
+CHECK_MPI := $(if $(and $(MPICC),$(MPIRUN)),check-mpi)
+check: check-c check-lua check-san check-fuzz check-install check-rock $(CHECK_MPI)
 
 test: deps-test
 	$(MAKE) all

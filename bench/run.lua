@@ -553,6 +553,38 @@ end
 -- side by side: each bench/<name>_bench.lua prints "key<TAB>microseconds"
 -- lines, its bench/<name>_bench.py twin prints one JSON object {key: us}
 
+-- par.map across MPI ranks (bench/mpi_bench.lua): 1 rank of 2 workers
+-- against 2 ranks of 1 worker, the same two cores; nil without Open MPI.
+local function mpi_rows()
+  if not (io.open("build/parlua-mpi") and os.execute("command -v mpirun >/dev/null 2>&1")) then return nil end
+  local spin_n = calibrate_spin()
+  local function run(ranks, workers)
+    local p = io.popen(("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun --bind-to none --oversubscribe -n %d " ..
+      "build/parlua-mpi bench/mpi_bench.lua %d %d"):format(ranks, workers, spin_n))
+    local text = p:read("a")
+    p:close()
+    local ok, row = pcall(par.decode, text)
+    return ok and row or nil
+  end
+  local one, two = run(1, 2), run(2, 1)
+  if not (one and two) then return nil end
+  return {one = one, two = two}
+end
+
+local function print_mpi(m)
+  if m == nil then
+    print("\nMPI: skipped (no build/parlua-mpi or mpirun)")
+    return
+  end
+  print("\npar.map across MPI ranks: 1 rank x 2 workers vs 2 ranks x 1 worker (same 2 cores)")
+  print(("  %-34s %10s %10s %8s"):format("workload", "1x2 ms", "2x1 ms", "ratio"))
+  for _, w in ipairs({{"tiny_ms", "10^6 tiny items"}, {"cpu_ms", "200 CPU items (goal: ratio <= 1.10)"},
+                      {"map2_ms", "one map of 2 items (goal: 2x1 < 1 ms)"}}) do
+    local a, b = m.one[w[1]], m.two[w[1]]
+    print(("  %-34s %10.1f %10.1f %8.2f"):format(w[2], a, b, b / a))
+  end
+end
+
 local SIDE_BY_SIDE = {
   {title = "shared state: per operation, measured inside a worker, vs Python's multiprocessing",
    name = "sync", rows = {
@@ -683,6 +715,8 @@ local function main()
     progress("running %s ...", suite.name)
     sides[#sides + 1] = side_by_side(suite)
   end
+  progress("running MPI ...")
+  local mpi = mpi_rows()
 
   print_results(rows)
   print_speedups(rows[4])
@@ -692,6 +726,7 @@ local function main()
   print_codec(codec, codec_err)
   print_heap_curve(curve)
   for _, result in ipairs(sides) do print_side_by_side(result) end
+  print_mpi(mpi)
 end
 
 main()

@@ -16,6 +16,7 @@
 #include <readline/history.h>
 #include <readline/readline.h>
 
+#include "cluster.h"
 #include "parlua.h"
 
 #define DEFAULT_PROGNAME "lua"
@@ -588,6 +589,7 @@ int main(int argc, char **argv) {
   lua_State *L;
   if (argv[0] != NULL && argv[0][0] != '\0')
     progname = argv[0];
+  cluster_start(&argc, &argv); /* under MPI (build/parlua-mpi), joins the job */
   L = luaL_newstate();
   if (L == NULL) {
     message(progname, "cannot create state: not enough memory");

@@ -6,6 +6,7 @@
 
 #include "buffer.h"
 #include "chunks.h"
+#include "cluster.h"
 #include "codec.h"
 #include "cpus.h"
 #include "lpar.h"
@@ -22,6 +23,22 @@ static int par_workers(lua_State *L) {
 
 static int par_pid(lua_State *L) {
   lua_pushinteger(L, (lua_Integer)getpid());
+  return 1;
+}
+
+/* The MPI rank of this process (0-based), the number of ranks, and whether it is rank 0. */
+static int par_rank(lua_State *L) {
+  lua_pushinteger(L, cluster_rank());
+  return 1;
+}
+
+static int par_size(lua_State *L) {
+  lua_pushinteger(L, cluster_size());
+  return 1;
+}
+
+static int par_is_root(lua_State *L) {
+  lua_pushboolean(L, cluster_rank() == 0);
   return 1;
 }
 
@@ -78,6 +95,9 @@ static const luaL_Reg par_functions[] = {
   {"list", par_list},
   {"workers", par_workers},
   {"pid", par_pid},
+  {"rank", par_rank},
+  {"size", par_size},
+  {"is_root", par_is_root},
   {"now", par_now},
   {"sleep", par_sleep},
   {"encode", par_encode},

@@ -20,6 +20,7 @@
 #include "pool.h"
 #include "proc.h"
 #include "progress.h"
+#include "spread.h"
 #include "worker.h"
 
 #define AHEAD 8                  /* most ranges queued per worker */
@@ -27,6 +28,8 @@
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
 #define PROBE_FORKS 3            /* how long the first worker has to answer, in forks, */
 #define PROBE_MAX_NS 1000000     /* ... but never longer than this */
+#define SERVE_SLICE_NS 1000000  /* how soon the root of an MPI job answers a rank's ask, at most */
+#define TAKE_NS 20000000        /* under MPI, a rank takes about this much work per worker at a time */
 
 typedef struct Range {
   lua_Integer lo, hi;
@@ -58,15 +61,24 @@ typedef struct MapRun {
   int64_t fork_ns;      /* what forking the first one took the parent */
   ProgressMeter *progress;
   Checkpoint *checkpoint; /* NULL without one */
+  Spread *spread;       /* NULL unless spread over the ranks of an MPI job; then: */
+  lua_Integer grant_hi; /* the last item of the range this rank took last */
+  lua_Integer taken;    /* how many items this rank took */
+  int stopped;          /* an item failed: this rank's part ends */
 } MapRun;
 
 static const char *const map_options[] = {
   "workers", "chunk", "on_error", "init", "timeout", "retries", "seed",
-  "progress", "on_progress", "checkpoint", NULL
+  "progress", "on_progress", "checkpoint", "gather", NULL
 };
 
+/* The last item this rank may hand to its workers before it takes more. */
+static lua_Integer last_item(MapRun *m) {
+  return m->spread != NULL ? m->grant_hi : m->n;
+}
+
 static lua_Integer range_size(MapRun *m) {
-  lua_Integer left = m->n - m->next + 1, fair, size;
+  lua_Integer left = last_item(m) - m->next + 1, fair, size;
   if (m->opts.chunk > 0) return m->opts.chunk;
   if (m->item_ns <= 0 || m->started == 0) return 1;
   fair = left / (2 * m->started); /* keep the tail balanced among the workers forked */
@@ -75,16 +87,44 @@ static lua_Integer range_size(MapRun *m) {
   return size < 1 ? 1 : size;
 }
 
+/* The first item this rank has not finished, for the root's message if the rank dies. */
+static lua_Integer lowest_unfinished(MapRun *m) {
+  lua_Integer lowest = m->next;
+  int k, j;
+  for (k = 0; k < m->pool->size; k++)
+    if (m->inflight[k].count > 0 && m->inflight[k].r[0].lo < lowest) lowest = m->inflight[k].r[0].lo;
+  for (j = 0; j < m->leftovers; j++)
+    if (m->leftover[j].lo < lowest) lowest = m->leftover[j].lo;
+  return lowest;
+}
+
+/*
+** Under MPI: takes this rank's next range of items, about TAKE_NS of work
+** per worker once an item's cost is known. Its workers still hold two
+** ranges each meanwhile, so the root's answer comes before they run dry.
+*/
+static int take_more(MapRun *m) {
+  lua_Integer lo, hi, per = 2;
+  if (m->spread == NULL || m->stopped) return 0;
+  if (m->opts.chunk > 0) per = 2 * m->opts.chunk;
+  else if (m->item_ns > 0 && TAKE_NS / m->item_ns > 2) per = (lua_Integer)(TAKE_NS / m->item_ns);
+  if (!spread_take(m->spread, per * m->pool->size, lowest_unfinished(m), &lo, &hi)) return 0;
+  m->next = lo;
+  m->grant_hi = hi;
+  m->taken += hi - lo + 1;
+  return 1;
+}
+
 /* The next range to hand out, or 0 when everything has been handed out. */
 static int next_range(MapRun *m, Range *r) {
   if (m->leftovers > 0) {
     *r = m->leftover[--m->leftovers];
     return 1;
   }
-  if (m->next > m->n) return 0;
+  if (m->next > last_item(m) && !take_more(m)) return 0;
   r->lo = m->next;
   r->hi = r->lo + range_size(m) - 1;
-  if (r->hi > m->n) r->hi = m->n;
+  if (r->hi > last_item(m)) r->hi = last_item(m);
   r->hi = checkpoint_missing_until(m->checkpoint, r->lo, r->hi);
   m->next = checkpoint_next_missing(m->checkpoint, r->hi + 1);
   return 1;
@@ -92,7 +132,14 @@ static int next_range(MapRun *m, Range *r) {
 
 /* Whether everything has been handed out, so a range given now is a worker's last. */
 static int all_handed_out(MapRun *m) {
-  return m->next > m->n && m->leftovers == 0;
+  if (m->next <= last_item(m) || m->leftovers > 0) return 0;
+  return m->spread == NULL || m->stopped || !spread_may_take(m->spread);
+}
+
+/* Whether this rank's part of the map is over. */
+static int finished(MapRun *m) {
+  if (m->spread == NULL) return m->done >= m->n;
+  return m->stopped || (all_handed_out(m) && m->done >= m->taken);
 }
 
 /* Sends worker k ranges, in one write, until it has 'depth' of them. */
@@ -206,6 +253,13 @@ static void item_failed(MapRun *m, lua_Integer index) {
   m->done++;
   progress_add(m->L, m->progress, 1);
   dispatch_note_attempts(m->L, m->attempts, index);
+  if (m->spread != NULL) spread_keep_error(m->L, m->spread, index);
+  if (!m->opts.collect && m->spread != NULL) { /* every rank raises it at the end */
+    lua_pop(m->L, 1);
+    if (!m->stopped) spread_stop(m->spread);
+    m->stopped = 1;
+    return;
+  }
   if (!m->opts.collect) fail(m);
   if (lua_isnil(m->L, m->errors)) {
     lua_newtable(m->L);
@@ -257,6 +311,7 @@ static void on_results(MapRun *m, int k, const char *payload, size_t len) {
   if (count < 1 || lo + count - 1 > m->inflight[k].r[0].hi)
     luaL_error(m->L, "par.map: worker %d answered the wrong range", (int)m->pool->workers[k].pid);
   m->done += count;
+  if (m->spread != NULL) spread_keep_results(m->L, m->spread, lo, payload + RESULTS_LIST, len - RESULTS_LIST);
   checkpoint_add(m->L, m->checkpoint, lo, count, payload + RESULTS_LIST, len - RESULTS_LIST);
   progress_add(m->L, m->progress, count);
   m->item_ns = m->item_ns > 0 ? (m->item_ns + (double)elapsed / count) / 2
@@ -322,7 +377,8 @@ static void on_death(MapRun *m, int k) {
 
 static void on_interrupt(MapRun *m, int sig) {
   pool_close(m->pool, 1);
-  par_push_interrupted(m->L, "par.map", sig, "waiting for workers");
+  if (m->spread != NULL) spread_push_ended(m->L, m->spread, sig);
+  else par_push_interrupted(m->L, "par.map", sig, "waiting for workers");
   lua_error(m->L);
 }
 
@@ -434,6 +490,19 @@ static void start_workers(MapRun *m) {
   fork_more_if_worth(m);
 }
 
+/* The next event; the root of an MPI job answers the ranks' asks at least every SERVE_SLICE_NS meanwhile. */
+static void wait_event(MapRun *m, PoolEvent *ev) {
+  int ms = pool_until_overdue(m->pool);
+  int64_t until;
+  if (m->spread == NULL || !spread_serve(m->spread)) {
+    pool_wait(m->L, m->pool, ms, ev);
+    return;
+  }
+  until = par_now_ns() + SERVE_SLICE_NS;
+  if (ms >= 0 && par_now_ns() + (int64_t)ms * 1000000 < until) until = par_now_ns() + (int64_t)ms * 1000000;
+  pool_wait_until(m->L, m->pool, until, ev);
+}
+
 static void run(MapRun *m) {
   int k, depth;
   start_workers(m);
@@ -442,17 +511,21 @@ static void run(MapRun *m) {
   for (depth = 1; depth <= queue_depth(m); depth++) /* round-robin, so every worker gets work */
     for (k = 0; k < m->pool->size; k++)
       if (m->pool->workers[k].pid != 0) feed_to(m, k, depth);
-  while (m->done < m->n) {
+  while (!finished(m)) {
     PoolEvent ev;
-    pool_wait(m->L, m->pool, pool_until_overdue(m->pool), &ev);
+    wait_event(m, &ev);
     on_event(m, &ev);
     pool_kill_overdue(m->pool);
   }
-  pool_close(m->pool, 0);
+  pool_close(m->pool, m->stopped);
 }
 
 static int finish(MapRun *m) {
   progress_end(m->L, m->progress);
+  if (m->spread != NULL) {
+    if (lua_isnil(m->L, m->results)) make_results(m); /* this rank took no item */
+    spread_finish(m->L, m->spread, m->results, m->errors, m->opts.collect);
+  }
   lua_pushvalue(m->L, m->results);
   if (!m->opts.collect) return 1;
   lua_pushvalue(m->L, m->errors);
@@ -495,10 +568,16 @@ int par_map(lua_State *L) {
   m.done = checkpoint_done(m.checkpoint);
   m.progress = progress_new(L, 3, 3, "par.map", n, m.done);
   lua_toclose(L, -1);
+  m.spread = spread_open(L, "par.map", 2, n, m.opts.gather_root);
+  lua_toclose(L, -1);
+  if (m.spread != NULL && m.checkpoint != NULL)
+    luaL_argerror(L, 3, "option 'checkpoint' is not supported across MPI ranks");
   if (m.done == n) return finish(&m);
   size = m.opts.workers > 0 ? m.opts.workers : options_default_workers();
   if (size > n - m.done) size = (int)(n - m.done);
   m.next = checkpoint_next_missing(m.checkpoint, 1);
+  if (m.spread != NULL && !spread_take(m.spread, 0, 0, &m.next, &m.grant_hi)) return finish(&m);
+  m.taken = m.spread != NULL ? m.grant_hi - m.next + 1 : 0;
   m.ahead = m.opts.chunk > 0 ? AHEAD : AHEAD_AUTO;
   m.task = (WorkerTask){1, 2, m.opts.init, m.opts.timeout > 0, 0, 0, 0, m.opts.seeded, m.opts.seed};
   m.inflight = lua_newuserdatauv(L, (size_t)size * sizeof(Inflight), 0);

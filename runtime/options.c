@@ -2,6 +2,7 @@
 
 #include <lauxlib.h>
 
+#include "cluster.h"
 #include "cpus.h"
 #include "options.h"
 #include "proc.h"
@@ -58,6 +59,12 @@ static void read_option(lua_State *L, int arg, const char *name, ParOptions *o) 
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'seed' must be an integer (got %s)",
                                             luaL_tolstring(L, -1, NULL)));
     o->seeded = 1;
+  } else if (strcmp(name, "gather") == 0) {
+    const char *mode = lua_tostring(L, -1);
+    if (lua_type(L, -1) != LUA_TSTRING || (strcmp(mode, "all") != 0 && strcmp(mode, "root") != 0))
+      luaL_argerror(L, arg, lua_pushfstring(L, "option 'gather' must be \"all\" or \"root\" (got %s)",
+                                            luaL_tolstring(L, -1, NULL)));
+    o->gather_root = strcmp(mode, "root") == 0;
   } else if (strcmp(name, "init") == 0) {
     if (lua_type(L, -1) != LUA_TFUNCTION)
       luaL_argerror(L, arg, lua_pushfstring(L, "option 'init' must be a function (got %s)",
@@ -85,6 +92,10 @@ void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions
   }
 }
 
+/* Ranks of an MPI job on one machine share its CPUs. */
 int options_default_workers(void) {
-  return proc_is_forked() ? 1 : cpus_available();
+  int share;
+  if (proc_is_forked()) return 1;
+  share = cpus_available() / cluster_local_size();
+  return share > 1 ? share : 1;
 }

@@ -19,6 +19,7 @@ typedef struct ParOptions {
   int seeded;        /* a seed was given: each item's math.random starts from it */
   lua_Integer seed;
   lua_Integer max_bytes; /* 0: the default */
+  int gather_root;   /* gather = "root": under MPI only rank 0 gets the results */
 } ParOptions;
 
 /*
@@ -28,7 +29,10 @@ typedef struct ParOptions {
 */
 void options_read(lua_State *L, int arg, const char *const allowed[], ParOptions *o);
 
-/* The worker count when none was asked for: the CPUs here, or 1 in any process par forked. */
+/*
+** The worker count when none was asked for: the CPUs here (shared by the
+** MPI ranks on this machine), or 1 in any process par forked.
+*/
 int options_default_workers(void);
 
 #endif

@@ -4,13 +4,13 @@
 --   lua5.4 scripts/layers.lua runtime
 local layers = {
   {"parlua", "alloc", "buffer", "jsontext", "codec", "encode", "decode", "chunks"},
-  {"proc", "cpus"},
+  {"proc", "cpus", "cluster", "cluster_stub", "handout", "rankout", "mpiwait"},
   {"shm", "shmtable"},
   {"frame", "lutil", "options"},
   {"progress", "checkpoint"},
   {"message"},
   {"pool"},
-  {"worker", "dispatch"},
+  {"worker", "dispatch", "spread"},
   {"lpar", "map", "queue", "spawn", "channel", "pipe", "lsync", "ldict"},
   {"host"},
 }

@@ -1,0 +1,15 @@
+/* The one way cluster.c and handout.c wait for MPI: in slices, seeing signals. */
+#ifndef PARLUA_MPIWAIT_H
+#define PARLUA_MPIWAIT_H
+
+#include <mpi.h>
+
+/*
+** Waits for the request to complete, looking less and less often (from
+** at once to every 250 us): never a busy wait, which would take a core
+** from this rank's workers, and a SIGINT or SIGTERM from the launcher
+** while a rank is gone ends the wait. Returns 0, or the signal.
+*/
+int mpiwait(MPI_Request *req);
+
+#endif
