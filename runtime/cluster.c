@@ -16,6 +16,8 @@
 #include "rankout.h"
 
 static int rank = 0, size = 1, local_size = 1, started = 0;
+static int ended_rank = -1; /* a rank seen to have ended its script while this one went on */
+static uint64_t agreements = 0; /* cluster_agree calls so far, the same count on every rank */
 
 static char ended_message[96];
 
@@ -73,6 +75,11 @@ void cluster_start(int *argc, char ***argv) {
 
 void cluster_end(void) {
   if (!started) return;
+  if (ended_rank < 0) {
+    uint64_t *all = malloc(2 * sizeof(uint64_t) * (size_t)size);
+    if (all != NULL) cluster_agree(CLUSTER_ENDED, all);
+    free(all);
+  }
   rankout_end();
   MPI_Finalize();
   started = 0;
@@ -105,6 +112,22 @@ int cluster_allgather(const void *mine, size_t bytes, void *all) {
   MPI_Request req;
   MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
   return mpiwait(&req);
+}
+
+int cluster_agree(uint64_t hash, uint64_t *all) {
+  uint64_t mine[2] = {++agreements, hash};
+  int r, sig;
+  if (ended_rank >= 0) { /* it will take part in nothing more: say so again, without waiting */
+    for (r = 0; r < size; r++) {
+      all[2 * r] = mine[0];
+      all[2 * r + 1] = r == ended_rank ? CLUSTER_ENDED : hash;
+    }
+    return 0;
+  }
+  sig = cluster_allgather(mine, sizeof mine, all);
+  for (r = 0; sig == 0 && r < size; r++)
+    if (all[2 * r + 1] == CLUSTER_ENDED && hash != CLUSTER_ENDED) ended_rank = r;
+  return sig;
 }
 
 /* Whether any rank asked for the block on every rank; the pairs are (length, to_all). */

@@ -29,6 +29,18 @@ int cluster_local_size(void); /* the ranks on this machine, this one included */
 int cluster_allgather(const void *mine, size_t size, void *all);
 
 /*
+** Each rank's pair (its count of calls to this, 'hash') into all[2 * r],
+** all[2 * r + 1] for every rank r. Returns 0, or a SIGINT or SIGTERM that
+** ended the wait. A rank whose script ends takes part once more with
+** CLUSTER_ENDED, so that ranks waiting in a call it never made see that
+** rank differ instead of waiting for ever. After that, this rank's later
+** calls see it so again without waiting, and its own end takes no part.
+*/
+int cluster_agree(uint64_t hash, uint64_t *all);
+
+#define CLUSTER_ENDED UINT64_MAX
+
+/*
 ** Gathers every rank's 'len' bytes at 'mine', in rank order, into a
 ** malloc'd block on the root, or on every rank when any rank asks it
 ** with 'to_all'. Returns the block (NULL where nothing comes, or out of

@@ -28,6 +28,13 @@ int cluster_allgather(const void *mine, size_t size, void *all) {
   return 0;
 }
 
+int cluster_agree(uint64_t hash, uint64_t *all) {
+  static uint64_t agreements = 0;
+  all[0] = ++agreements;
+  all[1] = hash;
+  return 0;
+}
+
 char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig) {
   char *all = malloc(len + 1);
   (void)to_all;

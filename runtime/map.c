@@ -551,6 +551,7 @@ int par_map(lua_State *L) {
   n = (lua_Integer)lua_rawlen(L, 2);
   if (n == 0) {
     check_not_dictionary(L);
+    spread_check(L, "par.map", 2, 0);
     lua_newtable(L);
     return 1;
   }

@@ -31,8 +31,6 @@ struct Spread {
   lua_Integer first_lo, first_hi; /* this rank's fixed first range, lo 0 once taken */
 };
 
-static uint64_t calls = 0; /* distributed calls so far, the same count on every rank */
-
 static uint64_t mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
   return h * 0xff51afd7ed558ccdULL;
@@ -73,28 +71,35 @@ static uint64_t hash_value(lua_State *L, int idx, int depth) {
   return mix(h, sum);
 }
 
-/* Raises kind "mismatch" on every rank unless all reached call 'seq' with the same items. */
-static void check_same_call(lua_State *L, const char *fn, int items, lua_Integer n) {
-  uint64_t mine[2], *all;
+static void raise_mismatch(lua_State *L, const char *fn, int r, const uint64_t *all) {
+  const char *why = "with items other than rank 0's";
+  if (all[2 * r + 1] == CLUSTER_ENDED) why = "as the end of its script, having skipped this call";
+  if (all[1] == CLUSTER_ENDED) why = "while rank 0 ended its script, having skipped this call";
+  par_push_error(L, fn, 0, "mismatch",
+                 "rank %d reached its parallel call #%d %s (every rank must make the same calls with the same items)",
+                 r, (int)all[2 * r], why);
+  lua_pushinteger(L, r);
+  lua_setfield(L, -2, "rank");
+  lua_error(L);
+}
+
+static int is_spread(void) {
+  return cluster_size() > 1 && !proc_is_forked(); /* a worker's own par.map stays in its rank, off MPI */
+}
+
+void spread_check(lua_State *L, const char *fn, int items, lua_Integer n) {
   int r, sig, size = cluster_size();
-  mine[0] = ++calls;
-  mine[1] = mix(hash_value(L, items, 0), (uint64_t)n);
-  all = lua_newuserdatauv(L, sizeof mine * (size_t)size, 0);
-  sig = cluster_allgather(mine, sizeof mine, all);
+  if (!is_spread()) return;
+  uint64_t *all = lua_newuserdatauv(L, 2 * sizeof(uint64_t) * (size_t)size, 0);
+  uint64_t hash = mix(hash_value(L, items, 0), (uint64_t)n);
+  if (hash == CLUSTER_ENDED) hash--;
+  sig = cluster_agree(hash, all);
   if (sig != 0) {
     par_push_interrupted(L, fn, sig, "waiting for the other ranks");
     lua_error(L);
   }
-  for (r = 1; r < size; r++) {
-    if (all[2 * r] == all[0] && all[2 * r + 1] == all[1]) continue;
-    par_push_error(L, fn, 0, "mismatch",
-                   "rank %d reached its parallel call #%d with items other than rank 0's at its call #%d "
-                   "(every rank must make the same calls with the same items)",
-                   r, (int)all[2 * r], (int)all[0]);
-    lua_pushinteger(L, r);
-    lua_setfield(L, -2, "rank");
-    lua_error(L);
-  }
+  for (r = 1; r < size; r++)
+    if (all[2 * r] != all[0] || all[2 * r + 1] != all[1]) raise_mismatch(L, fn, r, all);
   lua_pop(L, 1);
 }
 
@@ -118,11 +123,11 @@ static void keep(lua_State *L, Spread *s, char kind, lua_Integer item, const cha
 Spread *spread_open(lua_State *L, const char *fn, int items, lua_Integer n, int gather_root) {
   Spread *s;
   lua_Integer first, rank = cluster_rank(), size = cluster_size();
-  if (size == 1 || proc_is_forked()) { /* a worker's own par.map stays in its rank, off MPI */
+  if (!is_spread()) {
     lua_pushnil(L);
     return NULL;
   }
-  check_same_call(L, fn, items, n);
+  spread_check(L, fn, items, n);
   s = lua_newuserdatauv(L, sizeof *s, 0);
   memset(s, 0, sizeof *s);
   lua_newtable(L);

@@ -12,6 +12,13 @@
 typedef struct Spread Spread;
 
 /*
+** With more than one rank (and not in a forked worker), raises kind
+** "mismatch" on every rank unless all reached this call with the same 'n'
+** items (table at 'items'). A call with no items takes part too.
+*/
+void spread_check(lua_State *L, const char *fn, int items, lua_Integer n);
+
+/*
 ** With more than one rank, checks that every rank called fn with the
 ** same 'n' items (table at 'items'), raising kind "mismatch" otherwise,
 ** and pushes a to-be-closed Spread; with one rank, or in a forked

@@ -65,6 +65,15 @@ describe_mpi("par.map under MPI", function()
     end
   end)
 
+  it("raises \"mismatch\" when a rank maps an empty list alone, or skips a call and ends: never a hang", function()
+    local out, _, status = mpirun("tests/mpi/skipped.lua", "PARLUA_MPI_OUTPUT=all")
+    assert.equal(0, status)
+    assert.same({"0\tempty\tfalse\tmismatch\t2", "0\tskipped\t1\tfalse\tmismatch\t1",
+                 "0\tskipped\t2\tfalse\tmismatch\t1", "[rank 1] 1\tempty\tfalse\tmismatch\t2",
+                 "[rank 2] 2\tempty\tfalse\tmismatch\t2", "[rank 2] 2\tskipped\t1\tfalse\tmismatch\t1",
+                 "[rank 2] 2\tskipped\t2\tfalse\tmismatch\t1"}, lines(out))
+  end)
+
   it("silences ranks other than 0, and shows them prefixed with PARLUA_MPI_OUTPUT=all", function()
     local out, err = mpirun("tests/mpi/silence.lua")
     assert.same({"out from rank 0", "worker of rank 0", "worker of rank 0"}, {lines(out)[1], lines(out)[2], lines(out)[3]})
