@@ -7,6 +7,7 @@
 ** every process has closed its copy of the other end.
 */
 #include <errno.h>
+#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -23,7 +24,9 @@
 /*
 ** recv looks again for this long before it sleeps: the answer of a peer
 ** running on another core often comes sooner than a sleeping process
-** would wake up.
+** would wake up. It yields between looks, so that on a busy machine the
+** peer (or any other process) waiting for this core runs instead: a
+** plain spin made a round trip 3x slower there than no spin at all.
 */
 #define RECV_SPIN_NS 50000
 
@@ -66,7 +69,10 @@ static int pipe_recv(lua_State *L) {
     int got = message_try_receive(L, p->fd, in, "par.pipe", "recv");
     if (got == 1) return 1;
     if (got < 0) return message_push_none(L, "closed");
-    if (par_now_ns() < spin_until) continue;
+    if (par_now_ns() < spin_until) {
+      sched_yield();
+      continue;
+    }
     if (!par_wait_readable(L, p->fd, deadline, "par.pipe", "waiting in recv"))
       return message_push_none(L, "timeout");
   }
