@@ -1,32 +1,34 @@
 /*
 ** par.channel: a queue between processes (docs/channel.md).
 **
-** A channel is a SOCK_SEQPACKET socket pair made by par.channel(); every
-** process forked later holds both ends. A put sends one datagram and a get
-** takes one (message.h), so the kernel hands each message, whole, to
-** exactly one reader: many writers and readers need no lock, and a process
-** killed at any moment has sent a whole message or nothing.
+** A put writes its message into a ring in shared memory made by
+** par.channel(), which every process forked later shares: a lock and a
+** copy, where a SOCK_SEQPACKET socket pair, the other way, costs a system
+** call on each side. A record is written, then committed by one store of
+** 'tail' (taken by one store of 'head'), under a robust mutex: a process
+** killed at any moment leaves the ring whole, and has put a whole message
+** or nothing.
 **
-** The socket holds some hundreds of messages. When it is full, put spills
-** the message into an overflow ring in shared memory instead of waiting,
-** and a writer keeps spilling while the ring is not empty, so that its
-** messages stay in order. A reader takes from the ring only when, with the
-** ring's lock held, the socket was seen empty after the record was
-** spilled: whatever its writer sent before it is gone by then. A record is written, then committed by
-** one store of 'tail' (taken by one store of 'head'), under a robust
-** mutex: a process killed at any moment leaves the ring whole.
+** A message bigger than the ring's room, put while the ring is empty,
+** goes through the socket instead (message.h), whole, to exactly one
+** reader. A writer uses the socket only while the ring is empty, so that
+** its messages stay in order; a reader takes from the ring only when,
+** with the ring's lock held, the socket was seen empty after the record
+** was written: whatever its writer sent before it is gone by then.
 **
-** A reader waits on the socket and on a semaphore eventfd, the bell, which
-** a spill rings when a reader is asleep ('sleepers'): a reader counts
-** itself asleep, then looks at the ring once more, then waits.
+** A reader that finds nothing looks again for a while (proc_look_again),
+** then waits on the socket and on a semaphore eventfd, the bell, which a
+** put rings when a reader is asleep ('sleepers'): a reader counts itself
+** asleep, then looks at the ring once more, then waits.
 **
 ** 'waiting' counts the messages put and not yet taken (#ch): put reserves
 ** a place first, which a channel with a capacity waits for (a futex).
 **
-** close() marks the shared page closed under the ring's lock, so no spill
-** lands after it, then shuts down the sending socket, one kernel object
-** shared by every process: later sends fail with EPIPE, blocked readers
-** wake up, and a receive reports end of file once the queue is empty.
+** close() marks the shared page closed under the ring's lock, so no
+** record lands after it, then shuts down the sending socket, one kernel
+** object shared by every process: later sends fail with EPIPE, blocked
+** readers wake up, and a receive reports end of file once the queue is
+** empty.
 */
 #include <errno.h>
 #include <poll.h>
@@ -231,14 +233,16 @@ static Channel *check_channel(lua_State *L) {
   return ch;
 }
 
-/* Sends, or spills when the socket is full or the ring not empty; 0 or an errno. */
-static int send_or_spill(Channel *ch, Buffer *msg) {
-  int sig;
-  if (ring_is_empty(ch->shared)) {
-    if (message_send(ch->send_fd, msg, ch->datagram_max, 0, &sig) == 0) return 0;
-    if (errno != EAGAIN && errno != ETOOMANYREFS) return errno;
-  }
-  return spill(ch, msg);
+/*
+** Spills, or sends a message too big for the ring's room while the ring
+** is empty; 0 or an errno. The ring comes first: a message there costs a
+** lock and a copy, where the socket costs a system call on each side.
+*/
+static int spill_or_send(Channel *ch, Buffer *msg) {
+  int sig, err = spill(ch, msg);
+  if (err != ENOSPC || !ring_is_empty(ch->shared)) return err;
+  if (message_send(ch->send_fd, msg, ch->datagram_max, 0, &sig) == 0) return 0;
+  return errno == EAGAIN || errno == ETOOMANYREFS ? ENOSPC : errno;
 }
 
 static int channel_put(lua_State *L) {
@@ -249,7 +253,7 @@ static int channel_put(lua_State *L) {
   lua_settop(L, 3);
   msg = message_encode(L, 2, "par.channel");
   if (!reserve(L, ch, deadline)) return message_push_none(L, "timeout");
-  err = send_or_spill(ch, msg);
+  err = spill_or_send(ch, msg);
   if (err == 0) {
     lua_pushboolean(L, 1);
     return 1;
@@ -288,7 +292,7 @@ static int wait_for_message(lua_State *L, Channel *ch, int64_t deadline) {
 
 static int channel_get(lua_State *L) {
   Channel *ch = check_channel(L);
-  int64_t deadline = par_deadline(L, 2);
+  int64_t deadline = par_deadline(L, 2), since = par_now_ns();
   int ends = 0, socket_first = 0;
   Buffer *in;
   lua_settop(L, 2);
@@ -324,6 +328,7 @@ static int channel_get(lua_State *L) {
     ** end of file is final (the ring was looked at after it).
     */
     if (got < 0 && ++ends == 2) return message_push_none(L, "closed");
+    if (got == 0 && proc_look_again(since, deadline)) continue;
     if (got == 0 && !wait_for_message(L, ch, deadline)) return message_push_none(L, "timeout");
   }
 }

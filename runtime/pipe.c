@@ -7,7 +7,6 @@
 ** every process has closed its copy of the other end.
 */
 #include <errno.h>
-#include <sched.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,15 +19,6 @@
 #include "proc.h"
 
 #define PIPE_METATABLE "par.Pipe"
-
-/*
-** recv looks again for this long before it sleeps: the answer of a peer
-** running on another core often comes sooner than a sleeping process
-** would wake up. It yields between looks, so that on a busy machine the
-** peer (or any other process) waiting for this core runs instead: a
-** plain spin made a round trip 3x slower there than no spin at all.
-*/
-#define RECV_SPIN_NS 50000
 
 typedef struct Pipe {
   int fd; /* -1 once closed in this process */
@@ -59,20 +49,15 @@ static int pipe_send(lua_State *L) {
 
 static int pipe_recv(lua_State *L) {
   Pipe *p = check_open(L, 1);
-  int64_t deadline = par_deadline(L, 2);
-  int64_t spin_until = par_now_ns() + RECV_SPIN_NS;
+  int64_t deadline = par_deadline(L, 2), since = par_now_ns();
   Buffer *in;
   lua_settop(L, 2);
   in = message_push_inbox(L, "par.pipe");
-  if (deadline >= 0 && deadline < spin_until) spin_until = deadline;
   for (;;) {
     int got = message_try_receive(L, p->fd, in, "par.pipe", "recv");
     if (got == 1) return 1;
     if (got < 0) return message_push_none(L, "closed");
-    if (par_now_ns() < spin_until) {
-      sched_yield();
-      continue;
-    }
+    if (proc_look_again(since, deadline)) continue;
     if (!par_wait_readable(L, p->fd, deadline, "par.pipe", "waiting in recv"))
       return message_push_none(L, "timeout");
   }

@@ -466,6 +466,13 @@ int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig) {
   return ready;
 }
 
+int proc_look_again(int64_t since, int64_t deadline) {
+  int64_t now = par_now_ns();
+  if (now >= since + PROC_SPIN_NS || (deadline >= 0 && now >= deadline)) return 0;
+  sched_yield();
+  return 1;
+}
+
 int proc_sleep_until(int64_t deadline) {
   Interrupts in;
   int64_t left;

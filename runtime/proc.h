@@ -144,6 +144,18 @@ int64_t par_now_ns(void);
 int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 
 /*
+** Before a wait for a message sleeps: a message due soon often comes
+** sooner than a sleeping process would wake up, so the receiver looks
+** again for PROC_SPIN_NS first. Returns 1 (look again) until then, or
+** until 'deadline' (-1: none), yielding the core between looks, so that
+** on a busy machine the sender, or any process, runs instead: a plain
+** spin there made a round trip slower than no spin at all. 'since' is
+** when the receiver first looked.
+*/
+#define PROC_SPIN_NS 50000
+int proc_look_again(int64_t since, int64_t deadline);
+
+/*
 ** Sleeps until the deadline on the par_now_ns clock. A SIGINT or SIGTERM
 ** ends it early, as it ends proc_poll: returns that signal, else 0.
 */

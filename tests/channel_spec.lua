@@ -173,10 +173,10 @@ describe("par.channel", function()
     it("says why a big message cannot be put when no descriptor is left for it", function()
       local status, out, err = helpers.run_lua([[
         local par = require "par"
-        local ch = par.channel()
+        local ch = par.channel({max_bytes = 1}) -- a ring of 1 MiB
         local files = {}
         for f in function() return io.open("/dev/null") end do files[#files + 1] = f end
-        local ok, e = pcall(ch.put, ch, ("x"):rep(200000)) -- travels in a memfd
+        local ok, e = pcall(ch.put, ch, ("x"):rep(2000000)) -- too big for the ring: a memfd
         for _, f in ipairs(files) do f:close() end
         io.write(tostring(ok), " ", type(e) == "table" and e.kind or tostring(e))
       ]])
@@ -191,8 +191,8 @@ describe("par.channel", function()
       assert.are.equal(before + 2, channel_fd_count())
       probe = nil
       for _ = 1, 200 do
-        local ch = par.channel()
-        ch:put(message(1, 1, 100000)) -- travels in a memfd
+        local ch = par.channel({max_bytes = 1})
+        ch:put(message(1, 1, 1100000)) -- too big for the ring: a memfd
         ch:put(message(1, 2, 100000))
         assert.is_true(is_whole(ch:get()))
       end
