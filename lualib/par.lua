@@ -143,7 +143,7 @@ end
 
 par.pipeline = load_part("pipeline")(par, meter_for, check_source)
 local ship = load_part("ship")(par)
-local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire)) -- par.pool
+local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire), new_meter) -- par.pool
 load_part("wait")(par, futures) -- par.as_completed, par.wait
 
 return par

@@ -5,7 +5,7 @@
 -- built, by id, so a function is described to a worker once. Work waits
 -- in the parent until a worker has room: until then a future can be
 -- cancelled.
-local par, ship, runner = ...
+local par, ship, runner, new_meter = ...
 local MISS = runner.MISS
 local Error = par.Error
 
@@ -32,10 +32,16 @@ local function new_future(pool)
 end
 
 -- The future's outcome, once: results packed after a true, or an error.
+-- Ends a progress meter: with a summary, or cleared after an error.
+local function end_meter(meter, err)
+  if err == nil then meter:close() else getmetatable(meter).__close(meter) end
+end
+
 local function settle(f, packed, err)
   if f.state == "done" or f.state == "cancelled" then return end
   f.state, f.packed, f.err = "done", packed, err
   if f.watch then f.watch[#f.watch + 1] = f end
+  if f.map and f.map.meter then end_meter(f.map.meter, err) end
 end
 
 function Future:done()
@@ -337,6 +343,14 @@ local function retry(self, item)
   backlog_push_front(self, item)
 end
 
+-- Items of a map finished, for its progress meter. An error of
+-- on_progress is the map's outcome, as it is par.map's.
+local function count_done(map, n)
+  if not map.meter or n == 0 or map.future:done() then return end
+  local ok, err = pcall(map.meter.add, map.meter, n)
+  if not ok then settle(map.future, nil, err) end
+end
+
 local function map_item_failed(self, map, lo, err)
   if map.collect then
     map.errs = map.errs or {}
@@ -351,6 +365,7 @@ local function one_failed(self, item, err)
   if item.attempts <= self.retries then return retry(self, item) end
   if item.map then
     map_item_failed(self, item.map, item.lo, as_item_error(err, item.lo, item.attempts))
+    count_done(item.map, 1)
     return self:_map_part_done(item.map)
   end
   local f = item.futures[1]
@@ -378,14 +393,17 @@ end
 
 local function range_done(self, item, r)
   local map = item.map
+  local succeeded = item.n
   if map.future:done() then return end
   map.rec.item_cost = r.ns / 1e9 / item.n
   table.move(r.r, 1, item.n, item.lo - map.base, map.results)
   for j, capture in pairs(r.e or NONE) do
     local one = range_item(map, item.lo + j - 1, 1, item.attempts)
     map.parts = map.parts + 1
+    succeeded = succeeded - 1
     one_failed(self, one, captured_error(capture))
   end
+  count_done(map, succeeded)
   self:_map_part_done(map)
 end
 
@@ -478,7 +496,15 @@ function Pool:submit(fn, ...)
   return f
 end
 
-local map_options = {on_error = true, chunk = true}
+local map_options = {on_error = true, chunk = true, progress = true, on_progress = true}
+
+-- A progress meter for a map of total items (nil: not known); a bad option
+-- is a bad argument #3 to fname, raised at 'level'.
+local function map_meter(opts, total, fname, level)
+  local ok, meter = pcall(new_meter, "par.pool", total, opts)
+  if not ok then error(("bad argument #3 to '%s' (%s)"):format(fname, meter), level + 1) end
+  return meter
+end
 
 local function read_map_options(opts, fname)
   if opts == nil then return false, nil end
@@ -537,8 +563,11 @@ local function start_map(self, fn, list, opts, fname)
     error(("bad argument #2 to '%s' (list expected, got a table with keys but no items 1..n)"):format(fname), 3)
   end
   local collect, chunk = read_map_options(opts, fname)
+  local meter = map_meter(opts, rawlen(list), fname, 3)
   local rec = self:_function(fn, fname, 3)
-  return queue_map(self, rec, list, collect, chunk, 0)
+  local f = queue_map(self, rec, list, collect, chunk, 0)
+  if f:done() then end_meter(meter) else f.map.meter = meter end -- no results come before a wait
+  return f
 end
 
 function Pool:map_async(fn, list, opts)
@@ -588,6 +617,7 @@ function Pool:imap(fn, source, opts)
     for k, v in pairs(opts) do if k ~= "ordered" then rest[k] = v end end
   end
   local collect, chunk = read_map_options(rest, "imap")
+  local meter = map_meter(rest, type(source) == "table" and rawlen(source) or nil, "imap", 2)
   local rec = self:_function(fn, "imap", 2)
   chunk = chunk or (type(source) == "table" and math.max(1, rawlen(source) // (4 * self.limit)) or 1)
   local next_items, window, taken, exhausted = source_chunks(source, chunk), {}, 0, false
@@ -612,17 +642,23 @@ function Pool:imap(fn, source, opts)
     w.results, w.errs = w.future:result()
     return w
   end
-  return function()
+  local function step()
     while part == nil or pos >= part.n do
       top_up()
-      if #window == 0 then return nil end
+      if #window == 0 then
+        meter:close()
+        return nil
+      end
       part, pos = next_part(), 0
     end
     pos = pos + 1
+    meter:add(1)
     local err = part.errs and part.errs[pos]
     if err then return part.base + pos, nil, err end
     return part.base + pos, part.results[pos]
   end
+  -- the loop's closing value: a loop that breaks or raises ends the meter too
+  return step, nil, nil, setmetatable({}, {__close = function(_, err) end_meter(meter, err) end})
 end
 
 function Pool:close()

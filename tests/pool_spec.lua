@@ -209,6 +209,47 @@ describe("par.pool", function()
       assert.are.same({nil, 2, nil, 4}, r)
     end)
 
+    it("calls on_progress in the parent as items finish, failed ones too, last with done == total", function()
+      local calls, parent = {}, par.pid()
+      local function on_progress(done, total)
+        assert.are.equal(parent, par.pid())
+        calls[#calls + 1] = {done, total}
+      end
+      local r = pool:map(function(x) return x end, helpers.range(40), {chunk = 1, on_progress = on_progress})
+      assert.are.same(helpers.range(40), r)
+      assert.are.same({40, 40}, calls[#calls])
+      for i = 2, #calls do assert.is_true(calls[i][1] >= calls[i - 1][1]) end
+      calls = {}
+      local _, errs = pool:map(function(x) if x % 2 == 0 then error("even") end return x end, {1, 2, 3, 4, 5},
+                               {on_error = "collect", on_progress = on_progress})
+      assert.are.equal(4, errs[4].index)
+      assert.are.same({5, 5}, calls[#calls])
+      calls = {}
+      assert.are.equal(3, #pool:map_async(function(x) return x end, {1, 2, 3}, {on_progress = on_progress}):result())
+      assert.are.same({3, 3}, calls[#calls])
+    end)
+
+    it("counts pool:imap's items as the loop takes them, once more when it breaks", function()
+      local calls = {}
+      local function on_progress(done, total) calls[#calls + 1] = {done, total} end
+      for _ in pool:imap(function(x) return x end, {1, 2, 3, 4}, {on_progress = on_progress}) do end
+      assert.are.same({4, 4}, calls[#calls])
+      calls = {}
+      for _ in pool:imap(function(x) return x end, {1, 2, 3, 4, 5, 6}, {on_progress = on_progress}) do break end
+      assert.are.same({{1, 6}}, calls)
+    end)
+
+    it("raises on_progress's error from the map, and keeps serving", function()
+      local ok, err = pcall(pool.map, pool, function(x) return x end, {1, 2},
+                            {on_progress = function() error("drawn badly") end})
+      assert.is_false(ok)
+      assert.truthy(tostring(err):find("drawn badly", 1, true))
+      ok, err = pcall(pool.map, pool, function(x) return x end, {1}, {progress = 1})
+      assert.is_false(ok)
+      assert.matches("bad argument #3 to 'map' (option 'progress' must be a boolean (got number))", err, 1, true)
+      assert.are.same({2, 3}, pool:map(function(x) return x + 1 end, {1, 2}))
+    end)
+
     it("refuses a table with keys but no items 1..n, as par.map does", function()
       for _, name in ipairs({"map", "map_async"}) do
         local ok, err = pcall(pool[name], pool, function(x) return x end, {a = 1})

@@ -108,6 +108,20 @@ print("total", total, inner[1])
     end)
   end)
 
+  describe("on a terminal, for par.pool", function()
+    it("draws for pool:map and pool:imap under PARLUA_PROGRESS=1", function()
+      local out = run_on_terminal([[
+local pool <close> = par.pool({workers = 1})
+local list = {1,2,3,4,5,6,7,8,9,10,11,12}
+local r = pool:map(function(x) par.sleep(0.1) return x end, list, {chunk = 1})
+for _ in pool:imap(function(x) par.sleep(0.1) return x end, list, {chunk = 1}) do end
+print("results", #r)
+]], "TERM=xterm PARLUA_PROGRESS=1")
+      assert.are.equal(2, count(out, "par.pool: 12/12 done in"))
+      assert.truthy(out:find("results\t12", 1, true))
+    end)
+  end)
+
   describe("off a terminal", function()
     it("writes nothing to a pipe or file, even when asked", function()
       local status, out, err = helpers.run_lua(slow_map("{workers = 1, chunk = 1, progress = true}"),
