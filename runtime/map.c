@@ -490,17 +490,24 @@ static void start_workers(MapRun *m) {
   fork_more_if_worth(m);
 }
 
-/* The next event; the root of an MPI job answers the ranks' asks at least every SERVE_SLICE_NS meanwhile. */
+/* The earlier of two deadlines on the par_now_ns clock, -1 being none. */
+static int64_t earlier(int64_t a, int64_t b) {
+  if (a < 0) return b;
+  return b >= 0 && b < a ? b : a;
+}
+
+/*
+** The next event. Meanwhile the root of an MPI job answers the ranks'
+** asks at least every SERVE_SLICE_NS, and a progress line is redrawn as
+** time passes, not only as results come.
+*/
 static void wait_event(MapRun *m, PoolEvent *ev) {
   int ms = pool_until_overdue(m->pool);
-  int64_t until;
-  if (m->spread == NULL || !spread_serve(m->spread)) {
-    pool_wait(m->L, m->pool, ms, ev);
-    return;
-  }
-  until = par_now_ns() + SERVE_SLICE_NS;
-  if (ms >= 0 && par_now_ns() + (int64_t)ms * 1000000 < until) until = par_now_ns() + (int64_t)ms * 1000000;
+  int64_t now = par_now_ns(), until = ms >= 0 ? now + (int64_t)ms * 1000000 : -1;
+  if (m->spread != NULL && spread_serve(m->spread)) until = earlier(until, now + SERVE_SLICE_NS);
+  until = earlier(until, progress_due_ns(m->progress));
   pool_wait_until(m->L, m->pool, until, ev);
+  progress_tick(m->progress);
 }
 
 static void run(MapRun *m) {

@@ -193,12 +193,15 @@ static void write_line(const ProgressMeter *p, const char *text, int last) {
   fflush(stderr);
 }
 
+static int64_t redraw_every(const ProgressMeter *p) {
+  return p->show == SHOW_LOG ? LOG_EVERY_NS : REDRAW_NS;
+}
+
 /* Draws the state when a second of work has passed and the last drawing is old enough. */
 static void maybe_show(ProgressMeter *p, int64_t now) {
-  int64_t every = p->show == SHOW_LOG ? LOG_EVERY_NS : REDRAW_NS;
   char line[256];
   if (p->show == SHOW_NOTHING || now - p->start_ns < START_NS) return;
-  if (p->shown && now - p->shown_ns < every) return;
+  if (p->shown && now - p->shown_ns < redraw_every(p)) return;
   format_state(p, line, sizeof line, now);
   write_line(p, line, 0);
   p->shown = 1;
@@ -224,6 +227,15 @@ void progress_add(lua_State *L, ProgressMeter *p, lua_Integer count) {
   maybe_show(p, now);
   if (p->callback != LUA_NOREF && (p->done == p->total || now - p->called_ns >= CALL_EVERY_NS))
     call_back(L, p, now);
+}
+
+int64_t progress_due_ns(const ProgressMeter *p) {
+  if (p->ended || p->show == SHOW_NOTHING) return -1;
+  return p->shown ? p->shown_ns + redraw_every(p) : p->start_ns + START_NS;
+}
+
+void progress_tick(ProgressMeter *p) {
+  if (!p->ended) maybe_show(p, par_now_ns());
 }
 
 void progress_end(lua_State *L, ProgressMeter *p) {

@@ -7,6 +7,8 @@
 #ifndef PARLUA_PROGRESS_H
 #define PARLUA_PROGRESS_H
 
+#include <stdint.h>
+
 #include <lua.h>
 
 typedef struct ProgressMeter ProgressMeter;
@@ -25,6 +27,14 @@ ProgressMeter *progress_new(lua_State *L, int opts, int arg, const char *fn,
 
 /* Counts 'count' more items done: may redraw, may call on_progress (errors propagate). */
 void progress_add(lua_State *L, ProgressMeter *p, lua_Integer count);
+
+/*
+** For a loop that waits between outcomes, so that the line shows the
+** time passing: when the meter is next due to be drawn on the
+** par_now_ns clock (-1: never), and the drawing, if it is due.
+*/
+int64_t progress_due_ns(const ProgressMeter *p);
+void progress_tick(ProgressMeter *p);
 
 /* The end: a last on_progress call if the last did not see it all, and a summary line if one was drawn. */
 void progress_end(lua_State *L, ProgressMeter *p);

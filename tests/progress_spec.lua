@@ -89,6 +89,15 @@ par.map(function(x) par.sleep(0.1) if x == 15 then error("boom") end return x en
       assert.is_nil(out:find("done in", 1, true))
     end)
 
+    it("redraws par.map's line as time passes, before any result comes", function()
+      local out = run_on_terminal([[
+local r = par.map(function(x) par.sleep(1.6) return x end, {1}, {progress = true})
+print("results", #r)
+]], "TERM=xterm")
+      assert.is_true(count(out, "par.map: 0/1 (0%) 0.0/s elapsed 0:0") >= 2, out)
+      assert.truthy(out:find("par.map: 1/1 done in 0:0", 1, true))
+    end)
+
     it("draws for par.imap and par.pipeline, and not for the maps inside workers", function()
       local out = run_on_terminal([[
 local list = {1,2,3,4,5,6,7,8,9,10,11,12}
