@@ -17,6 +17,7 @@
 
 static int rank = 0, size = 1, local_size = 1, started = 0;
 static int ended_rank = -1; /* a rank seen to have ended its script while this one went on */
+static int leaving = 0;     /* the job is ending: see cluster_leave */
 static uint64_t agreements = 0; /* cluster_agree calls so far, the same count on every rank */
 
 static char ended_message[96];
@@ -75,7 +76,7 @@ void cluster_start(int *argc, char ***argv) {
 
 void cluster_end(void) {
   if (!started) return;
-  if (ended_rank < 0) {
+  if (ended_rank < 0 && !leaving) {
     uint64_t *all = malloc(2 * sizeof(uint64_t) * (size_t)size);
     if (all != NULL) cluster_agree(CLUSTER_ENDED, all);
     free(all);
@@ -114,9 +115,14 @@ int cluster_allgather(const void *mine, size_t bytes, void *all) {
   return mpiwait(&req);
 }
 
+void cluster_leave(void) {
+  leaving = 1;
+}
+
 int cluster_agree(uint64_t hash, uint64_t *all) {
   uint64_t mine[2] = {++agreements, hash};
   int r, sig;
+  if (leaving) return SIGTERM;
   if (ended_rank >= 0) { /* it will take part in nothing more: say so again, without waiting */
     for (r = 0; r < size; r++) {
       all[2 * r] = mine[0];
@@ -144,7 +150,11 @@ char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, in
   char *all = NULL;
   MPI_Request req;
   *total = 0;
-  if (pairs == NULL) return NULL;
+  *sig = leaving ? SIGTERM : 0;
+  if (pairs == NULL || leaving) {
+    free(pairs);
+    return NULL;
+  }
   MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req);
   *sig = mpiwait(&req);
   to_all = any_to_all(pairs);

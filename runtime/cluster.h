@@ -41,6 +41,13 @@ int cluster_agree(uint64_t hash, uint64_t *all);
 #define CLUSTER_ENDED UINT64_MAX
 
 /*
+** The launcher is ending the job (a SIGTERM or SIGINT ended a wait): this
+** rank takes part in no collective any more, its end included, since
+** the rank that died never will: they return SIGTERM at once.
+*/
+void cluster_leave(void);
+
+/*
 ** Gathers every rank's 'len' bytes at 'mine', in rank order, into a
 ** malloc'd block on the root, or on every rank when any rank asks it
 ** with 'to_all'. Returns the block (NULL where nothing comes, or out of

@@ -28,6 +28,8 @@ int cluster_allgather(const void *mine, size_t size, void *all) {
   return 0;
 }
 
+void cluster_leave(void) {}
+
 int cluster_agree(uint64_t hash, uint64_t *all) {
   static uint64_t agreements = 0;
   all[0] = ++agreements;

@@ -95,6 +95,7 @@ void spread_check(lua_State *L, const char *fn, int items, lua_Integer n) {
   if (hash == CLUSTER_ENDED) hash--;
   sig = cluster_agree(hash, all);
   if (sig != 0) {
+    cluster_leave();
     par_push_interrupted(L, fn, sig, "waiting for the other ranks");
     lua_error(L);
   }
@@ -271,6 +272,7 @@ void spread_finish(lua_State *L, Spread *s, int results, int errors, int collect
 
 void spread_push_ended(lua_State *L, Spread *s, int sig) {
   char out[1024] = "";
+  cluster_leave();
   handout_describe(s->handout, out, sizeof out);
   par_push_error(L, s->fn, 0, "rank",
                  "the job was ended (%s: a rank died, or the job was interrupted) before every item was done; "

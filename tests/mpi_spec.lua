@@ -87,7 +87,8 @@ describe_mpi("par.map under MPI", function()
   end)
 
   it("ends the job with an error naming a killed rank and its unfinished items, leaving no process", function()
-    local out, err, status = mpirun("tests/mpi/killed.lua")
+    -- 3 s between the launcher's SIGTERM and its SIGKILL (1 s by default): time for rank 0 to report on a busy machine
+    local out, err, status = mpirun("tests/mpi/killed.lua", "OMPI_MCA_odls_base_sigkill_timeout=3")
     assert.not_equal(0, status)
     assert.not_matches("not reached", out)
     -- the root names rank 1 unless the launcher's SIGTERM came between two of its waits
