@@ -119,11 +119,16 @@ static void ring_read(Channel *ch, uint64_t at, char *p, size_t n) {
   memcpy(p + first, ch->ring, n - first);
 }
 
-/* Gives back the memory of the chunks wholly between offsets from and to. */
-static void ring_release(Channel *ch, uint64_t from, uint64_t to) {
-  uint64_t c;
+/*
+** Gives back the memory of the chunks wholly between offsets from and
+** to, records already taken, but not a chunk that the records from 'to'
+** up to 'tail' have wrapped around into.
+*/
+static void ring_release(Channel *ch, uint64_t from, uint64_t to, uint64_t tail) {
+  uint64_t c, chunks = ch->ring_size / RING_CHUNK;
   for (c = from / RING_CHUNK; c < to / RING_CHUNK; c++)
-    madvise(ch->ring + (size_t)(c * RING_CHUNK % ch->ring_size), RING_CHUNK, MADV_REMOVE);
+    if (tail == to || (tail - 1) / RING_CHUNK < c + chunks)
+      madvise(ch->ring + (size_t)(c * RING_CHUNK % ch->ring_size), RING_CHUNK, MADV_REMOVE);
 }
 
 /* Appends the text of the frame in msg; 0, or EPIPE when closed, ENOSPC when full. */
@@ -181,8 +186,10 @@ static enum Unspill unspill(Channel *ch, Buffer *in) {
       uint64_t next = s->head + RECORD_HEADER + len;
       ring_read(ch, s->head + RECORD_HEADER, in->data, (size_t)len);
       in->len = (size_t)len;
-      ring_release(ch, s->head, next);
+      uint64_t taken = s->head;
+      /* the record is taken before its memory goes: a reader killed between leaves no hole */
       __atomic_store_n(&s->head, next, __ATOMIC_SEQ_CST);
+      ring_release(ch, taken, next, s->tail);
     }
   }
   unlock_ring(s);

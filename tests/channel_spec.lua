@@ -386,6 +386,21 @@ describe("par.channel's count, capacity and overflow", function()
     assert.is_true(ch:put(1))
   end)
 
+  it("keeps every message whole as its ring wraps around", function()
+    local ch = par.channel({max_bytes = 1}) -- a ring of 1 MiB: 400 KB messages wrap it
+    local function big(i) return {i = i, body = ("x"):rep(400000) .. i} end
+    local function take(i)
+      local m = ch:get(0)
+      assert.is_true(m ~= nil and m.i == i and m.body == big(i).body, "message " .. i)
+    end
+    ch:put(big(1)); ch:put(big(2))
+    for i = 1, 6 do
+      take(i)
+      ch:put(big(i + 2))
+    end
+    take(7); take(8)
+  end)
+
   it("counts the messages waiting with # and len", function()
     local ch = par.channel()
     assert.are.equal(0, #ch)

@@ -1,18 +1,7 @@
 local helpers = require "tests.helpers"
 local par = helpers.par
 
--- The error a function raises (nil if it returns).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if not ok then return err end
-end
-
--- Lines of /proc/self/maps: one per mapping of this process.
-local function mapping_count()
-  local n = 0
-  for _ in io.lines("/proc/" .. par.pid() .. "/maps") do n = n + 1 end
-  return n
-end
+local error_of, mapping_count = helpers.error_of, helpers.mapping_count
 
 local function pairs_count(d)
   local n = 0

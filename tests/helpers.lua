@@ -16,6 +16,19 @@ function helpers.fd_count()
 end
 
 -- Number of live child processes of this process (zombies included).
+-- Lines of /proc/self/maps: one per mapping of this process.
+function helpers.mapping_count()
+  local n = 0
+  for _ in io.lines("/proc/" .. helpers.par.pid() .. "/maps") do n = n + 1 end
+  return n
+end
+
+-- The error a function raises (nil if it returns).
+function helpers.error_of(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if not ok then return err end
+end
+
 function helpers.child_count()
   local f = io.open("/proc/" .. helpers.par.pid() .. "/task/" .. helpers.par.pid() .. "/children")
   local s = f and f:read("a") or ""

@@ -6,18 +6,7 @@ local function run_roles(roles)
   return par.map(function(role) return role() end, roles, {workers = #roles})
 end
 
--- The error a function raises (nil if it returns).
-local function error_of(fn, ...)
-  local ok, err = pcall(fn, ...)
-  if not ok then return err end
-end
-
--- Lines of /proc/self/maps: one per mapping of this process.
-local function mapping_count()
-  local n = 0
-  for _ in io.lines("/proc/" .. par.pid() .. "/maps") do n = n + 1 end
-  return n
-end
+local error_of, mapping_count = helpers.error_of, helpers.mapping_count
 
 -- Waits, a little at a time, until cond() holds (it always comes to hold).
 local function wait_until(cond)
