@@ -372,7 +372,7 @@ static ShmBytes read_bytes(const char **p) {
 
 /* Pushes a plain table of every key and value, copied out at one moment. */
 static void push_snapshot(lua_State *L, Shared *h) {
-  uint64_t cursor = 0, n;
+  uint64_t cursor = 0, n, i;
   ShmBytes k, v;
   const char *p;
   lock(L, h);
@@ -385,7 +385,7 @@ static void push_snapshot(lua_State *L, Shared *h) {
     }
   unlock(h);
   lua_createtable(L, 0, n < INT32_MAX ? (int)n : 0);
-  for (p = h->value.data; p < h->value.data + h->value.len;) {
+  for (i = 0, p = h->value.data; i < n; i++) {
     push_key(L, read_bytes(&p));
     push_value(L, read_bytes(&p));
     lua_rawset(L, -3);

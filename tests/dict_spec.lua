@@ -108,6 +108,13 @@ describe("par.dict", function()
     assert.are.equal(0, #d)
   end)
 
+  it("is empty when new: #d is 0, snapshot is {} and pairs yields nothing", function()
+    local d = par.dict()
+    assert.are.equal(0, #d)
+    assert.are.same({}, d:snapshot())
+    assert.are.equal(0, pairs_count(d))
+  end)
+
   it("pairs, snapshot and #d agree; clear empties it", function()
     local d = par.dict()
     for i = 1, 1000 do d[i] = i * i end
