@@ -5,7 +5,7 @@
 -- built, by id, so a function is described to a worker once. Work waits
 -- in the parent until a worker has room: until then a future can be
 -- cancelled.
-local par, ship, runner, new_meter = ...
+local par, ship, runner, new_meter, list_of_size = ...
 local MISS = runner.MISS
 local Error = par.Error
 
@@ -538,7 +538,7 @@ end
 local function queue_map(self, rec, list, collect, chunk, base)
   local n = rawlen(list)
   local f = new_future(self)
-  local map = {future = f, results = {}, collect = collect, parts = 0, base = base, list = list, rec = rec,
+  local map = {future = f, results = list_of_size(n), collect = collect, parts = 0, base = base, list = list, rec = rec,
                chunk = chunk}
   f.map, f.state = map, "running" -- a map cannot be cancelled
   if n == 0 then

@@ -1,4 +1,5 @@
 /* The par module: its table of functions, the small ones, and luaopen_par. */
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -44,6 +45,15 @@ static int par_is_root(lua_State *L) {
 
 static int par_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)par_now_ns() / 1e9);
+  return 1;
+}
+
+/* A table with room for n list items: Lua 5.4 has no table.create, and
+** par.pool's results, filled range by range in any order, would otherwise
+** grow by rehashes and spill into the hash part. */
+static int par_list_of_size(lua_State *L) {
+  lua_Integer n = luaL_checkinteger(L, 1);
+  lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0);
   return 1;
 }
 
@@ -101,7 +111,8 @@ static const luaL_Reg par_functions[] = {
   {"now", par_now},
   {"sleep", par_sleep},
   {"encode", par_encode},
-  {"retire", worker_retire}, /* lualib/par.lua hands it to the pool alone */
+  {"retire", worker_retire}, /* lualib/par.lua hands these two to the pool alone */
+  {"list_of_size", par_list_of_size},
   {"decode", par_decode},
   {NULL, NULL}
 };

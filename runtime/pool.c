@@ -264,19 +264,26 @@ void pool_wait(lua_State *L, Pool *p, int timeout_ms, PoolEvent *ev) {
   pool_wait_until(L, p, deadline, ev);
 }
 
-#define WAIT_SPIN_NS 50000
+/* How many workers are running an item now. */
+static int running_count(Pool *p) {
+  int k, n = 0;
+  for (k = 0; k < p->size; k++)
+    if (running_item(p, k) != 0) n++;
+  return n;
+}
 
 /*
-** Waiting for fewer workers than there are CPUs, the parent spins for
-** WAIT_SPIN_NS before it sleeps: it takes a core no worker needs, and an
-** answer due soon comes as it is sent, not a wake-up later (tens of
-** microseconds on a virtual machine).
+** While fewer workers run items than there are CPUs, the parent looks
+** again for PROC_SPIN_NS before it sleeps: it takes a core no worker
+** needs, and an answer due soon comes as it is sent, not a wake-up later
+** (tens of microseconds on a virtual machine). Idle workers count as not
+** running: they look again too (worker.c), and both yield their cores.
 */
 static int wait_for_workers(Pool *p, int n, int64_t deadline, int *sig) {
   int64_t spin_end;
   int ready;
-  if (n >= p->spare_cpus) return proc_poll(p->fds, n, deadline, sig);
-  spin_end = par_now_ns() + WAIT_SPIN_NS;
+  if (running_count(p) >= p->spare_cpus) return proc_poll(p->fds, n, deadline, sig);
+  spin_end = par_now_ns() + PROC_SPIN_NS;
   if (deadline >= 0 && deadline <= spin_end) return proc_poll(p->fds, n, deadline, sig);
   ready = proc_poll(p->fds, n, spin_end, sig);
   if (ready != 0 || *sig != 0) return ready;

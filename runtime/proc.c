@@ -473,6 +473,12 @@ int proc_look_again(int64_t since, int64_t deadline) {
   return 1;
 }
 
+void proc_look_for_input(int fd) {
+  struct pollfd pfd = {fd, POLLIN, 0};
+  int64_t since = par_now_ns();
+  while (poll(&pfd, 1, 0) == 0 && proc_look_again(since, -1)) continue;
+}
+
 int proc_sleep_until(int64_t deadline) {
   Interrupts in;
   int64_t left;

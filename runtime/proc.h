@@ -155,6 +155,9 @@ int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 #define PROC_SPIN_NS 50000
 int proc_look_again(int64_t since, int64_t deadline);
 
+/* Looks again, as above, until fd is readable or PROC_SPIN_NS have passed. */
+void proc_look_for_input(int fd);
+
 /*
 ** Sleeps until the deadline on the par_now_ns clock. A SIGINT or SIGTERM
 ** ends it early, as it ends proc_poll: returns that signal, else 0.

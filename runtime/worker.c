@@ -267,7 +267,10 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
     /* jobs already here run first; results go out in one write before waiting */
     int got = reader_take(&in, &type, &payload, &len, err, sizeof err);
     if (got == 0 || unsent.len >= UNSENT_MAX) send_outcomes(res);
-    if (got == 0) got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
+    if (got == 0) {
+      proc_look_for_input(cmd); /* the next job is often on its way */
+      got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
+    }
     if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */
     if ((type == FRAME_JOB || type == FRAME_LAST_JOB) && len == JOB_SIZE) {
       run_range(L, t, msgh, progress, (lua_Integer)frame_get64(payload + JOB_LO),
