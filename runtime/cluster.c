@@ -144,30 +144,32 @@ static int any_to_all(const int *pairs) {
   return 0;
 }
 
-char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig) {
-  int mine_pair[2] = {(int)len, to_all}, my_len = (int)len, r;
+int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *sig) {
+  int mine_pair[2] = {(int)len, to_all}, my_len = (int)len, r, got = 0;
   int *pairs = calloc((size_t)size * 4, sizeof(int)), *lens = pairs + 2 * size;
-  char *all = NULL;
+  size_t total = 0;
   MPI_Request req;
-  *total = 0;
   *sig = leaving ? SIGTERM : 0;
   if (pairs == NULL || leaving) {
     free(pairs);
-    return NULL;
+    return 0;
   }
   MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req);
   *sig = mpiwait(&req);
   to_all = any_to_all(pairs);
   for (r = 0; r < size; r++) lens[r] = pairs[2 * r];
   if (*sig == 0 && (to_all || rank == 0)) {
-    *total = place(lens, lens + size);
-    all = malloc(*total + 1);
+    total = place(lens, lens + size);
+    got = buffer_reserve(all, total + 1) == 0;
   }
   if (*sig == 0 && to_all)
-    MPI_Iallgatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, MPI_COMM_WORLD, &req);
+    MPI_Iallgatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size, MPI_BYTE,
+                    MPI_COMM_WORLD, &req);
   else if (*sig == 0)
-    MPI_Igatherv(mine, my_len, MPI_BYTE, all, lens, lens + size, MPI_BYTE, 0, MPI_COMM_WORLD, &req);
+    MPI_Igatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size, MPI_BYTE, 0,
+                 MPI_COMM_WORLD, &req);
   if (*sig == 0) *sig = mpiwait(&req);
+  if (got && *sig == 0) all->len = total;
   free(pairs);
-  return all;
+  return got && *sig == 0;
 }

@@ -12,6 +12,8 @@
 
 #include <lua.h>
 
+#include "buffer.h"
+
 /* Joins the job (MPI_Init) and silences the output of ranks but 0 unless PARLUA_MPI_OUTPUT=all. */
 void cluster_start(int *argc, char ***argv);
 
@@ -48,13 +50,13 @@ int cluster_agree(uint64_t hash, uint64_t *all);
 void cluster_leave(void);
 
 /*
-** Gathers every rank's 'len' bytes at 'mine', in rank order, into a
-** malloc'd block on the root, or on every rank when any rank asks it
-** with 'to_all'. Returns the block (NULL where nothing comes, or out of
-** memory) and its length. A SIGINT or SIGTERM meanwhile ends the wait:
+** Gathers every rank's 'len' bytes at 'mine', in rank order, into 'all'
+** (which must be empty) on the root, or on every rank when any rank asks
+** it with 'to_all'. Returns 1 when 'all' holds them, 0 where nothing
+** comes or out of memory. A SIGINT or SIGTERM meanwhile ends the wait:
 ** *sig is the signal, else 0.
 */
-char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig);
+int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *sig);
 
 /*
 ** The hand-out of ranges of items 1..n (handout.c). The root hands out,

@@ -1,5 +1,4 @@
 /* The cluster of a build without MPI: one rank, which hands out nothing. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "cluster.h"
@@ -37,13 +36,10 @@ int cluster_agree(uint64_t hash, uint64_t *all) {
   return 0;
 }
 
-char *cluster_gather(const char *mine, size_t len, int to_all, size_t *total, int *sig) {
-  char *all = malloc(len + 1);
+int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *sig) {
   (void)to_all;
   *sig = 0;
-  *total = all != NULL ? len : 0;
-  if (all != NULL) memcpy(all, mine, len);
-  return all;
+  return buffer_reserve(all, len + 1) == 0 && buffer_append(all, mine, len) == 0;
 }
 
 /* With one rank par never hands out across ranks: these are never called. */

@@ -254,10 +254,8 @@ void spread_finish(lua_State *L, Spread *s, int results, int errors, int collect
   lowest = lua_gettop(L);
   all = par_push_buffer(L);
   /* a rank that failed wants everything everywhere: every rank must raise the error */
-  all->data = cluster_gather(s->kept.data, s->kept.len, !s->gather_root || s->failed, &all->len, &sig);
-  all->cap = all->len;
+  got = cluster_gather(s->kept.data, s->kept.len, !s->gather_root || s->failed, all, &sig);
   if (sig != 0) job_ended(L, s, sig);
-  got = all->data != NULL;
   if (got) read_outcomes(L, all->data, all->len, results, errors, collect, lowest);
   else if (cluster_rank() == 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
   lua_closeslot(L, -1);

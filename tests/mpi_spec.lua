@@ -56,6 +56,16 @@ describe_mpi("par.map under MPI", function()
                  "[rank 2] 2\tfalse\t33\tg", "[rank 2] 2\tnil\tnil"}, lines(out))
   end)
 
+  it("frees the block that gathered results of many MiB: ten such maps leave memory flat", function()
+    local out = mpirun("tests/mpi/big_gather.lua", "PARLUA_MPI_OUTPUT=all")
+    local ranks = 0
+    for rank, grew in out:gmatch("(%d) grew (%-?%d+) MiB") do
+      ranks = ranks + 1
+      assert.is_true(tonumber(grew) < 40, ("rank %s grew %s MiB"):format(rank, grew))
+    end
+    assert.equal(3, ranks)
+  end)
+
   it("raises kind \"mismatch\" naming the rank that reached the call with other items", function()
     local out = mpirun("tests/mpi/mismatch.lua", "PARLUA_MPI_OUTPUT=all")
     for r = 0, 2 do
