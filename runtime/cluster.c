@@ -82,7 +82,7 @@ void cluster_end(void) {
     free(all);
   }
   rankout_end();
-  MPI_Finalize();
+  if (!leaving) MPI_Finalize();
   started = 0;
 }
 
@@ -109,14 +109,26 @@ static size_t place(const int *lens, int *offsets) {
   return total;
 }
 
+/* Waits for the request that 'status' started; a wait cut short leaves the job. */
+static int wait_or_leave(int status, MPI_Request *req) {
+  int sig = status == MPI_SUCCESS ? mpiwait(req) : SIGTERM;
+  if (sig != 0) leaving = 1;
+  return sig;
+}
+
 int cluster_allgather(const void *mine, size_t bytes, void *all) {
   MPI_Request req;
-  MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE, MPI_COMM_WORLD, &req);
-  return mpiwait(&req);
+  if (leaving) return SIGTERM;
+  return wait_or_leave(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE,
+                                      MPI_COMM_WORLD, &req), &req);
 }
 
 void cluster_leave(void) {
   leaving = 1;
+}
+
+int cluster_is_leaving(void) {
+  return leaving;
 }
 
 int cluster_agree(uint64_t hash, uint64_t *all) {
@@ -146,30 +158,39 @@ static int any_to_all(const int *pairs) {
 
 int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *sig) {
   int mine_pair[2] = {(int)len, to_all}, my_len = (int)len, r, got = 0;
-  int *pairs = calloc((size_t)size * 4, sizeof(int)), *lens = pairs + 2 * size;
-  size_t total = 0;
+  int *pairs, *lens;
   MPI_Request req;
   *sig = leaving ? SIGTERM : 0;
-  if (pairs == NULL || leaving) {
+  if (leaving) return 0;
+  pairs = calloc((size_t)size * 4, sizeof(int));
+  if (pairs == NULL) {
+    leaving = 1;
+    return -1;
+  }
+  lens = pairs + 2 * size;
+  *sig = wait_or_leave(MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req), &req);
+  if (*sig != 0) {
     free(pairs);
     return 0;
   }
-  MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req);
-  *sig = mpiwait(&req);
   to_all = any_to_all(pairs);
   for (r = 0; r < size; r++) lens[r] = pairs[2 * r];
-  if (*sig == 0 && (to_all || rank == 0)) {
-    total = place(lens, lens + size);
-    got = buffer_reserve(all, total + 1) == 0;
+  if (to_all || rank == 0) {
+    size_t total = place(lens, lens + size);
+    if (buffer_reserve(all, total + 1) != 0) {
+      leaving = 1;
+      free(pairs);
+      return -1;
+    }
+    all->len = total;
+    got = 1;
   }
-  if (*sig == 0 && to_all)
-    MPI_Iallgatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size, MPI_BYTE,
-                    MPI_COMM_WORLD, &req);
-  else if (*sig == 0)
-    MPI_Igatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size, MPI_BYTE, 0,
-                 MPI_COMM_WORLD, &req);
-  if (*sig == 0) *sig = mpiwait(&req);
-  if (got && *sig == 0) all->len = total;
+  if (to_all)
+    *sig = wait_or_leave(MPI_Iallgatherv(mine, my_len, MPI_BYTE, all->data, lens, lens + size, MPI_BYTE,
+                                         MPI_COMM_WORLD, &req), &req);
+  else
+    *sig = wait_or_leave(MPI_Igatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size,
+                                      MPI_BYTE, 0, MPI_COMM_WORLD, &req), &req);
   free(pairs);
-  return got && *sig == 0;
+  return *sig == 0 ? got : 0;
 }

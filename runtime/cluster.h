@@ -17,7 +17,10 @@
 /* Joins the job (MPI_Init) and silences the output of ranks but 0 unless PARLUA_MPI_OUTPUT=all. */
 void cluster_start(int *argc, char ***argv);
 
-/* Leaves the job (MPI_Finalize), at exit too; nothing if cluster_start was not called. */
+/*
+** Leaves the job (MPI_Finalize), at exit too; nothing if cluster_start
+** was not called, and no MPI call once the rank is leaving (below).
+*/
 void cluster_end(void);
 
 int cluster_rank(void); /* 0-based, 0 without MPI */
@@ -43,18 +46,24 @@ int cluster_agree(uint64_t hash, uint64_t *all);
 #define CLUSTER_ENDED UINT64_MAX
 
 /*
-** The launcher is ending the job (a SIGTERM or SIGINT ended a wait): this
-** rank takes part in no collective any more, its end included, since
-** the rank that died never will: they return SIGTERM at once.
+** The launcher is ending the job (a SIGTERM or SIGINT ended a wait, or a
+** request failed): this rank makes no MPI call any more, no collective
+** and no MPI_Finalize. The rank that died never will, and a request
+** left unfinished is moved on only by later MPI calls, which would
+** write into the buffers freed since. The collectives then return
+** SIGTERM at once. Every cluster and handout function leaves so when
+** its own wait is cut short.
 */
 void cluster_leave(void);
+int cluster_is_leaving(void);
 
 /*
 ** Gathers every rank's 'len' bytes at 'mine', in rank order, into 'all'
 ** (which must be empty) on the root, or on every rank when any rank asks
 ** it with 'to_all'. Returns 1 when 'all' holds them, 0 where nothing
-** comes or out of memory. A SIGINT or SIGTERM meanwhile ends the wait:
-** *sig is the signal, else 0.
+** comes, -1 when 'all' could not be made big enough (the rank then
+** leaves the job: the others wait until it ends). A SIGINT or SIGTERM
+** meanwhile ends the wait: *sig is the signal, else 0.
 */
 int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *sig);
 

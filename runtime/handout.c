@@ -96,10 +96,10 @@ int handout_take(Handout *h, lua_Integer want, lua_Integer lowest, lua_Integer *
     *hi = r;
     return 1;
   }
+  if (cluster_is_leaving()) return 0;
   if (MPI_Send(ask, 3, MPI_INT64_T, 0, TAG_ASK, MPI_COMM_WORLD) != MPI_SUCCESS ||
-      MPI_Irecv(grant, 2, MPI_INT64_T, 0, TAG_GRANT, MPI_COMM_WORLD, &req) != MPI_SUCCESS)
-    return 0;
-  if (mpiwait(&req) != 0) { /* the job is ending: the launcher's SIGKILL follows */
+      MPI_Irecv(grant, 2, MPI_INT64_T, 0, TAG_GRANT, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
+      mpiwait(&req) != 0) { /* the job is ending: the launcher's SIGKILL follows */
     cluster_leave();
     return 0;
   }
@@ -128,6 +128,7 @@ static void serve_one(Handout *h, int source) {
   MPI_Status st;
   if (MPI_Recv(ask, 3, MPI_INT64_T, source, TAG_ASK, MPI_COMM_WORLD, &st) != MPI_SUCCESS) {
     h->asking = 0; /* the job is ending */
+    cluster_leave();
     return;
   }
   answer(h, st.MPI_SOURCE, ask);
@@ -136,8 +137,12 @@ static void serve_one(Handout *h, int source) {
 int handout_serve(Handout *h) {
   int flag = 1;
   MPI_Status st;
+  if (cluster_is_leaving()) h->asking = 0;
   while (h->asking > 0) {
-    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS) h->asking = 0;
+    if (MPI_Iprobe(MPI_ANY_SOURCE, TAG_ASK, MPI_COMM_WORLD, &flag, &st) != MPI_SUCCESS) {
+      h->asking = 0;
+      cluster_leave();
+    }
     if (!flag) break;
     serve_one(h, st.MPI_SOURCE);
   }

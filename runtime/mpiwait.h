@@ -8,7 +8,8 @@
 ** Waits for the request to complete, looking less and less often (from
 ** at once to every 250 us): never a busy wait, which would take a core
 ** from this rank's workers, and a SIGINT or SIGTERM from the launcher
-** while a rank is gone ends the wait. Returns 0, or the signal.
+** while a rank is gone ends the wait. Returns 0, or the signal; a
+** request that failed (a rank gone) counts as SIGTERM, the job ending.
 */
 int mpiwait(MPI_Request *req);
 

@@ -256,8 +256,8 @@ void spread_finish(lua_State *L, Spread *s, int results, int errors, int collect
   /* a rank that failed wants everything everywhere: every rank must raise the error */
   got = cluster_gather(s->kept.data, s->kept.len, !s->gather_root || s->failed, all, &sig);
   if (sig != 0) job_ended(L, s, sig);
+  if (got < 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
   if (got) read_outcomes(L, all->data, all->len, results, errors, collect, lowest);
-  else if (cluster_rank() == 0) luaL_error(L, "%s: out of memory gathering results", s->fn);
   lua_closeslot(L, -1);
   lua_pop(L, 1);
   if (!lua_isnil(L, lowest)) lua_error(L);
