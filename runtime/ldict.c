@@ -94,6 +94,29 @@ static void push_value(lua_State *L, ShmBytes v) {
   codec_decode(L, v.data, v.len);
 }
 
+/*
+** What copy_out left in h->value is decoded out of h: decoding allocates,
+** the collector may then run a finalizer, and one that uses this same
+** dict or list refills h->value. (Should Lua run out of memory before the
+** copy is given back, it is leaked, never freed twice.)
+*/
+static Buffer take_copy(Shared *h) {
+  Buffer copy = h->value;
+  memset(&h->value, 0, sizeof h->value);
+  return copy;
+}
+
+static void give_back_copy(Shared *h, Buffer copy) {
+  buffer_free(&h->value);
+  h->value = copy;
+}
+
+static void push_copied(lua_State *L, Shared *h) {
+  Buffer copy = take_copy(h);
+  push_value(L, bytes_of(&copy));
+  give_back_copy(h, copy);
+}
+
 /* Encodes the value at arg into b, or raises a bad argument error naming what cannot travel. */
 static ShmBytes encode_value(lua_State *L, Buffer *b, int arg) {
   char err[256];
@@ -178,7 +201,7 @@ static int lookup(lua_State *L, Shared *h, int otherwise, int pop) {
     if (pop) shmtable_remove(h->t, bytes_of(&h->key));
   }
   unlock(h);
-  if (found) push_value(L, bytes_of(&h->value));
+  if (found) push_copied(L, h);
   else lua_pushvalue(L, otherwise);
   return 1;
 }
@@ -243,7 +266,7 @@ static int dict_setdefault(lua_State *L) {
   if (found) copy_out(L, h, v);
   else check_stored(L, h, shmtable_put(h->t, bytes_of(&h->key), bytes_of(&h->value)));
   unlock(h);
-  if (found) push_value(L, bytes_of(&h->value));
+  if (found) push_copied(L, h);
   else lua_pushvalue(L, 3);
   return 1;
 }
@@ -374,6 +397,7 @@ static ShmBytes read_bytes(const char **p) {
 static void push_snapshot(lua_State *L, Shared *h) {
   uint64_t cursor = 0, n, i;
   ShmBytes k, v;
+  Buffer copy;
   const char *p;
   lock(L, h);
   n = shmtable_count(h->t);
@@ -384,12 +408,14 @@ static void push_snapshot(lua_State *L, Shared *h) {
       luaL_error(L, "par.dict: not enough memory for a snapshot");
     }
   unlock(h);
+  copy = take_copy(h);
   lua_createtable(L, 0, n < INT32_MAX ? (int)n : 0);
-  for (i = 0, p = h->value.data; i < n; i++) {
+  for (i = 0, p = copy.data; i < n; i++) {
     push_key(L, read_bytes(&p));
     push_value(L, read_bytes(&p));
     lua_rawset(L, -3);
   }
+  give_back_copy(h, copy);
 }
 
 static int dict_snapshot(lua_State *L) {
@@ -508,7 +534,7 @@ static int list_index(lua_State *L) {
   found = i >= 1 && (uint64_t)i <= shmtable_length(h->t);
   if (found) copy_out(L, h, shmtable_item(h->t, (uint64_t)i - 1));
   unlock(h);
-  if (found) push_value(L, bytes_of(&h->value));
+  if (found) push_copied(L, h);
   else lua_pushnil(L);
   return 1;
 }
@@ -580,7 +606,7 @@ static int list_pop(lua_State *L) {
     shmtable_drop_last(h->t);
   }
   unlock(h);
-  if (n > 0) push_value(L, bytes_of(&h->value));
+  if (n > 0) push_copied(L, h);
   else lua_pushnil(L);
   return 1;
 }
@@ -589,6 +615,7 @@ static int list_pop(lua_State *L) {
 static int list_snapshot(lua_State *L) {
   Shared *h = check_open(L, LIST_CLASS);
   uint64_t n, i;
+  Buffer copy;
   const char *p;
   lock(L, h);
   n = shmtable_length(h->t);
@@ -599,11 +626,13 @@ static int list_snapshot(lua_State *L) {
       return luaL_error(L, "par.list: not enough memory for a snapshot");
     }
   unlock(h);
+  copy = take_copy(h);
   lua_createtable(L, n < INT32_MAX ? (int)n : 0, 0);
-  for (i = 0, p = h->value.data; i < n; i++) {
+  for (i = 0, p = copy.data; i < n; i++) {
     push_value(L, read_bytes(&p));
     lua_rawseti(L, -2, (lua_Integer)i + 1);
   }
+  give_back_copy(h, copy);
   return 1;
 }
 

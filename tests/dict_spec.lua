@@ -136,6 +136,31 @@ describe("par.dict", function()
     assert.are.same({again = 1}, d:snapshot())
   end)
 
+  it("reads back whole while finalizers that use it run during a snapshot or a get", function()
+    local d, l = par.dict(), par.list()
+    for i = 1, 2000 do
+      d[i] = {i, tostring(i)}
+      l:append({i, tostring(i)})
+    end
+    d.probe = string.rep("x", 5000)
+    local uses_both = {__gc = function() local _ = d:get("probe"), l[1] end}
+    local function garbage() for _ = 1, 3000 do setmetatable({}, uses_both) end end
+    local want = {}
+    for i = 1, 2000 do want[i] = {i, tostring(i)} end
+    collectgarbage("generational") -- finalizers then run in the steps taken while decoding
+    for _ = 1, 10 do
+      garbage()
+      local snap = d:snapshot()
+      snap.probe = nil
+      assert.are.same(want, snap)
+      garbage()
+      assert.are.same(want, l:snapshot())
+      garbage()
+      assert.are.same(want[7], d:get(7))
+    end
+    collectgarbage("incremental")
+  end)
+
   it("is written by par.map workers and read by the parent", function()
     local d = par.dict()
     par.map(function(i)
