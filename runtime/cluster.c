@@ -109,17 +109,17 @@ static size_t place(const int *lens, int *offsets) {
   return total;
 }
 
-/* Waits for the request that 'status' started; a wait cut short leaves the job. */
-static int wait_or_leave(int status, MPI_Request *req) {
-  int sig = status == MPI_SUCCESS ? mpiwait(req) : SIGTERM;
-  if (sig != 0) leaving = 1;
-  return sig;
+/* Waits for the request that 'status' says was started; one that was not leaves the job. */
+static int wait_started(int status, MPI_Request *req) {
+  if (status == MPI_SUCCESS) return mpiwait(req);
+  leaving = 1;
+  return SIGTERM;
 }
 
 int cluster_allgather(const void *mine, size_t bytes, void *all) {
   MPI_Request req;
   if (leaving) return SIGTERM;
-  return wait_or_leave(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE,
+  return wait_started(MPI_Iallgather(mine, (int)bytes, MPI_BYTE, all, (int)bytes, MPI_BYTE,
                                       MPI_COMM_WORLD, &req), &req);
 }
 
@@ -168,7 +168,7 @@ int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *s
     return -1;
   }
   lens = pairs + 2 * size;
-  *sig = wait_or_leave(MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req), &req);
+  *sig = wait_started(MPI_Iallgather(mine_pair, 2, MPI_INT, pairs, 2, MPI_INT, MPI_COMM_WORLD, &req), &req);
   if (*sig != 0) {
     free(pairs);
     return 0;
@@ -186,10 +186,10 @@ int cluster_gather(const char *mine, size_t len, int to_all, Buffer *all, int *s
     got = 1;
   }
   if (to_all)
-    *sig = wait_or_leave(MPI_Iallgatherv(mine, my_len, MPI_BYTE, all->data, lens, lens + size, MPI_BYTE,
+    *sig = wait_started(MPI_Iallgatherv(mine, my_len, MPI_BYTE, all->data, lens, lens + size, MPI_BYTE,
                                          MPI_COMM_WORLD, &req), &req);
   else
-    *sig = wait_or_leave(MPI_Igatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size,
+    *sig = wait_started(MPI_Igatherv(mine, my_len, MPI_BYTE, got ? all->data : NULL, lens, lens + size,
                                       MPI_BYTE, 0, MPI_COMM_WORLD, &req), &req);
   free(pairs);
   return *sig == 0 ? got : 0;

@@ -51,8 +51,8 @@ int cluster_agree(uint64_t hash, uint64_t *all);
 ** and no MPI_Finalize. The rank that died never will, and a request
 ** left unfinished is moved on only by later MPI calls, which would
 ** write into the buffers freed since. The collectives then return
-** SIGTERM at once. Every cluster and handout function leaves so when
-** its own wait is cut short.
+** SIGTERM at once. mpiwait leaves so when a wait is cut short, and so
+** does a call that fails.
 */
 void cluster_leave(void);
 int cluster_is_leaving(void);

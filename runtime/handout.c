@@ -100,7 +100,7 @@ int handout_take(Handout *h, lua_Integer want, lua_Integer lowest, lua_Integer *
   if (MPI_Send(ask, 3, MPI_INT64_T, 0, TAG_ASK, MPI_COMM_WORLD) != MPI_SUCCESS ||
       MPI_Irecv(grant, 2, MPI_INT64_T, 0, TAG_GRANT, MPI_COMM_WORLD, &req) != MPI_SUCCESS ||
       mpiwait(&req) != 0) { /* the job is ending: the launcher's SIGKILL follows */
-    cluster_leave();
+    cluster_leave(); /* mpiwait did, a failed call did not */
     return 0;
   }
   if (grant[0] == 0) return 0;

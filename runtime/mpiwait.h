@@ -10,6 +10,7 @@
 ** from this rank's workers, and a SIGINT or SIGTERM from the launcher
 ** while a rank is gone ends the wait. Returns 0, or the signal; a
 ** request that failed (a rank gone) counts as SIGTERM, the job ending.
+** A wait that does not return 0 leaves the job (cluster_leave).
 */
 int mpiwait(MPI_Request *req);
 
