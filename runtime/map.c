@@ -27,7 +27,9 @@
 #define AHEAD_AUTO 2             /* with automatic ranges, which are long enough */
 #define TARGET_RANGE_NS 4000000  /* aim each range at 4 ms of work */
 #define PROBE_FORKS 3            /* how long the first worker has to answer, in forks, */
-#define PROBE_MAX_NS 1000000     /* ... but never longer than this */
+#define PROBE_MAX_NS 1000000     /* ... but never longer than this, */
+#define PROBE_START_NS 10000000  /* counted from when it starts, seen within this */
+#define PROBE_LOOK_NS 100000     /* by looks this far apart */
 #define SERVE_SLICE_NS 1000000  /* how soon the root of an MPI job answers a rank's ask, at most */
 #define TAKE_NS 20000000        /* under MPI, a rank takes about this much work per worker at a time */
 
@@ -428,18 +430,28 @@ static void on_event(MapRun *m, const PoolEvent *ev) {
     on_interrupt(m, ev->worker);
 }
 
+/* The earlier of two deadlines on the par_now_ns clock, -1 being none. */
+static int64_t earlier(int64_t a, int64_t b) {
+  if (a < 0) return b;
+  return b >= 0 && b < a ? b : a;
+}
+
 /*
 ** Gives the first worker PROBE_FORKS times what its fork took to answer
 ** its first item, at most PROBE_MAX_NS, and no more work until the others
 ** are forked. A parent holding much memory forks slowly, but a worker
 ** does not start any slower: the cap keeps a map of long items from
-** waiting three slow forks before its other workers start. Results that
-** come meanwhile go to a small table, as the full one must wait for the
-** forks (see make_results).
+** waiting three slow forks before its other workers start. The time
+** counts from when the worker is seen running an item: a fresh child
+** takes a millisecond or more to get there (its first page faults), and
+** counted from the fork, a map of two tiny items forked its second
+** worker for nothing most times. Results that come meanwhile go to a
+** small table, as the full one must wait for the forks (see make_results).
 */
 static void probe(MapRun *m, int64_t fork_ns) {
   int64_t wait_ns = PROBE_FORKS * fork_ns < PROBE_MAX_NS ? PROBE_FORKS * fork_ns : PROBE_MAX_NS;
-  int64_t deadline = par_now_ns() + wait_ns;
+  int64_t deadline = par_now_ns() + PROBE_START_NS;
+  int running = 0;
   lua_Integer done_before = m->done; /* a checkpoint's */
   if (lua_isnil(m->L, m->results)) { /* else it holds a checkpoint's results */
     lua_newtable(m->L);
@@ -448,7 +460,11 @@ static void probe(MapRun *m, int64_t fork_ns) {
   m->probing = 1;
   while (m->done == done_before && par_now_ns() < deadline) {
     PoolEvent ev;
-    pool_wait_until(m->L, m->pool, deadline, &ev);
+    if (!running && pool_is_running(m->pool, 0)) {
+      running = 1;
+      deadline = par_now_ns() + wait_ns;
+    }
+    pool_wait_until(m->L, m->pool, running ? deadline : earlier(deadline, par_now_ns() + PROBE_LOOK_NS), &ev);
     on_event(m, &ev);
   }
   m->probing = 0;
@@ -488,12 +504,6 @@ static void start_workers(MapRun *m) {
   if (m->pool->size == 1) return;
   probe(m, m->fork_ns);
   fork_more_if_worth(m);
-}
-
-/* The earlier of two deadlines on the par_now_ns clock, -1 being none. */
-static int64_t earlier(int64_t a, int64_t b) {
-  if (a < 0) return b;
-  return b >= 0 && b < a ? b : a;
 }
 
 /*

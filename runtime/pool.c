@@ -154,6 +154,10 @@ static int64_t running_item(Pool *p, int k) {
   return p->progress[k].item;
 }
 
+int pool_is_running(Pool *p, int k) {
+  return running_item(p, k) != 0;
+}
+
 int pool_until_overdue(Pool *p) {
   int64_t now = par_now_ns(), first = -1, timeout_ns = p->timeout_ns;
   int k;

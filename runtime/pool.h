@@ -100,6 +100,9 @@ void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev);
 /* Milliseconds until the first running item overstays the time-out; -1 without one. */
 int pool_until_overdue(Pool *p);
 
+/* Whether worker k is running an item now (its progress shows one). */
+int pool_is_running(Pool *p, int k);
+
 /* SIGKILLs every worker whose item has overstayed the time-out, noting it in killed_for. */
 void pool_kill_overdue(Pool *p);
 
