@@ -12,8 +12,8 @@
 ** huge pages too: fork copies one page-table entry per 4 KiB page but one
 ** per 2 MiB huge page, so with the heap on huge pages par.map's start-up
 ** no longer grows with the parent's data. Only a 2 MiB-aligned stretch
-** inside one mapping can be a huge page, and the heap's mappings do not
-** merge once advised, so the heap is grown 64 MiB at a time.
+** inside one mapping can be a huge page: the heap is grown 64 MiB at a
+** time and marked in whole huge pages, so its mappings merge into one.
 */
 #include <malloc.h>
 #include <stdint.h>
@@ -28,6 +28,9 @@
 #define BIG_BLOCK ((size_t)4 << 20)
 #define HUGE_PAGE ((size_t)2 << 20)
 #define HEAP_STEP (32 * HUGE_PAGE)
+#ifndef MADV_COLLAPSE
+#define MADV_COLLAPSE 25 /* Linux 6.1; glibc's headers name it from 2.37 */
+#endif
 
 static size_t mapped_length(size_t size) {
   return (size + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
@@ -81,8 +84,8 @@ void *par_realloc(void *ptr, size_t old_size, size_t new_size) {
   return move_block(ptr, old_size, new_size);
 }
 
-static uintptr_t page_end(uintptr_t address) {
-  return (address + 4095) & ~(uintptr_t)4095;
+static uintptr_t huge_page_start(uintptr_t address) {
+  return address & ~(uintptr_t)(HUGE_PAGE - 1);
 }
 
 /*
@@ -92,14 +95,31 @@ static uintptr_t page_end(uintptr_t address) {
 static void tune_malloc(uintptr_t *advised_end) {
   mallopt(M_MMAP_THRESHOLD, BIG_BLOCK); /* below it, blocks stay in the heap */
   mallopt(M_TOP_PAD, HEAP_STEP);
-  *advised_end = page_end((uintptr_t)sbrk(0));
+  *advised_end = huge_page_start((uintptr_t)sbrk(0) + HUGE_PAGE - 1);
 }
 
-/* Marks for huge pages whatever the heap has grown by since the last call. */
+/*
+** malloc writes the head of each stretch it grows the heap by before it
+** returns, so before it is marked, and a huge page first touched on
+** 4 KiB pages stays on them: without the collapse, 2 MiB of every 64 MiB
+** step did. One huge page will do, two when a big block left its head
+** further on; a kernel before Linux 6.1 refuses, leaving them as they were.
+*/
+static size_t collapsed_length(size_t grown) {
+  return grown < 2 * HUGE_PAGE ? grown : 2 * HUGE_PAGE;
+}
+
+/*
+** Marks for huge pages whatever whole huge pages the heap has grown by
+** since the last call. The heap's mappings split where each mark begins:
+** a split inside a huge page would keep both of its halves on 4 KiB
+** pages, which fork then copies one by one (2 MiB of every 64).
+*/
 static void advise_heap_growth(uintptr_t *advised_end) {
-  uintptr_t end = page_end((uintptr_t)sbrk(0));
+  uintptr_t end = huge_page_start((uintptr_t)sbrk(0));
   if (end <= *advised_end) return;
   madvise((void *)*advised_end, end - *advised_end, MADV_HUGEPAGE);
+  madvise((void *)*advised_end, collapsed_length(end - *advised_end), MADV_COLLAPSE);
   *advised_end = end;
 }
 
