@@ -113,7 +113,7 @@ static size_t collapsed_length(size_t grown) {
 ** Marks for huge pages whatever whole huge pages the heap has grown by
 ** since the last call. The heap's mappings split where each mark begins:
 ** a split inside a huge page would keep both of its halves on 4 KiB
-** pages, which fork then copies one by one (2 MiB of every 64).
+** pages and the mappings from merging into one.
 */
 static void advise_heap_growth(uintptr_t *advised_end) {
   uintptr_t end = huge_page_start((uintptr_t)sbrk(0));
