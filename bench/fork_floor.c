@@ -1,7 +1,8 @@
 /*
-** The floor under par.map's start-up: fork two children that each write
-** one byte to a pipe, read both bytes, reap both. par.map of 2 items with
-** 2 workers does this and more, so it cannot start faster than this.
+** What forking costs here, beside par.map's start-up: fork two children
+** that each write one byte to a pipe, read both bytes, reap both. par.map
+** of 2 items with 2 workers did this and more; since its probe sees that
+** tiny items need no second worker, it forks one and may come in under.
 ** Prints "fork_floor<TAB>microseconds", the median of 21 runs.
 */
 #define _GNU_SOURCE
