@@ -82,15 +82,23 @@ static int make_room(FrameReader *r) {
   return buffer_reserve(&r->buf, want);
 }
 
-ssize_t reader_fill(FrameReader *r, int fd) {
+static ssize_t fill_by(FrameReader *r, int fd, ssize_t (*read_by)(int, void *, size_t)) {
   ssize_t got;
   if (make_room(r) != 0) {
     errno = ENOMEM;
     return -1;
   }
-  got = proc_read(fd, r->buf.data + r->buf.len, r->buf.cap - r->buf.len);
+  got = read_by(fd, r->buf.data + r->buf.len, r->buf.cap - r->buf.len);
   if (got > 0) r->buf.len += (size_t)got;
   return got;
+}
+
+ssize_t reader_fill(FrameReader *r, int fd) {
+  return fill_by(r, fd, proc_read);
+}
+
+ssize_t reader_fill_now(FrameReader *r, int fd) {
+  return fill_by(r, fd, proc_recv_now);
 }
 
 int reader_next(FrameReader *r, int fd, char *type, const char **payload,

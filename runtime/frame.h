@@ -82,6 +82,9 @@ int reader_take(FrameReader *r, char *type, const char **payload, size_t *len,
 */
 ssize_t reader_fill(FrameReader *r, int fd);
 
+/* reader_fill from a socket, without waiting: -1 with errno EAGAIN when nothing is there. */
+ssize_t reader_fill_now(FrameReader *r, int fd);
+
 /* True when part of a frame is buffered, so more bytes are on their way. */
 int reader_partial(const FrameReader *r);
 

@@ -23,7 +23,7 @@ static int par_workers(lua_State *L) {
 }
 
 static int par_pid(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)getpid());
+  lua_pushinteger(L, (lua_Integer)proc_self());
   return 1;
 }
 

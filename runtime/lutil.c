@@ -168,7 +168,7 @@ static void fresh_seeds(lua_Integer seed[2]) {
   uint64_t bytes[2] = {0, 0};
   if (getrandom(bytes, sizeof bytes, GRND_NONBLOCK) != (ssize_t)sizeof bytes) bytes[0] = bytes[1] = 0;
   seed[0] = (lua_Integer)(bytes[0] ^ (uint64_t)par_now_ns());
-  seed[1] = (lua_Integer)(bytes[1] ^ ((uint64_t)getpid() << 32 | ++forks));
+  seed[1] = (lua_Integer)(bytes[1] ^ ((uint64_t)proc_self() << 32 | ++forks));
 }
 
 /* Calls the randomseed on top of the stack, popping it, with fresh seeds; an error it raises is dropped. */

@@ -39,9 +39,9 @@ static Progress *map_progress(size_t slots) {
 /* 'size' free slots in a row from this process's page, or NULL. */
 static Progress *take_from_arena(int size) {
   size_t first, run = 0, i;
-  if (arena_owner != getpid()) {
+  if (arena_owner != proc_self()) {
     arena = map_progress(ARENA_SLOTS);
-    arena_owner = getpid();
+    arena_owner = proc_self();
     memset(arena_taken, 0, sizeof arena_taken);
   }
   if (arena == NULL) return NULL;
@@ -62,7 +62,7 @@ static Progress *take_progress(int size) {
 }
 
 static void give_back_progress(Pool *p) {
-  if (p->owner != getpid()) return; /* a parent's pool, garbage in a worker: not its slots */
+  if (p->owner != proc_self()) return; /* a parent's pool, garbage in a worker: not its slots */
   if (in_arena(p->progress))
     memset(arena_taken + (p->progress - arena), 0, (size_t)p->size);
   else
@@ -88,7 +88,7 @@ Pool *pool_new(lua_State *L, const char *fn, int size) {
   memset(p, 0, bytes);
   p->fn = fn;
   p->size = size;
-  p->owner = getpid();
+  p->owner = proc_self();
   p->spare_cpus = proc_is_forked() ? 0 : cpus_usable(); /* a worker's siblings use the others */
   p->workers = (Worker *)(p + 1);
   p->fds = (struct pollfd *)(p->workers + n);
@@ -203,7 +203,7 @@ void pool_stop(Pool *p, int k, int kill) {
 
 void pool_close(Pool *p, int kill) {
   int k;
-  if (p->owner != getpid()) return; /* a parent's pool, collected in a worker: not its workers */
+  if (p->owner != proc_self()) return; /* a parent's pool, collected in a worker: not its workers */
   for (k = 0; k < p->size; k++) { /* tell them all first: they exit in parallel */
     Worker *w = &p->workers[k];
     if (w->pid == 0) continue;
@@ -284,14 +284,8 @@ static int running_count(Pool *p) {
 ** running: they look again too (worker.c), and both yield their cores.
 */
 static int wait_for_workers(Pool *p, int n, int64_t deadline, int *sig) {
-  int64_t spin_end;
-  int ready;
   if (running_count(p) >= p->spare_cpus) return proc_poll(p->fds, n, deadline, sig);
-  spin_end = par_now_ns() + PROC_SPIN_NS;
-  if (deadline >= 0 && deadline <= spin_end) return proc_poll(p->fds, n, deadline, sig);
-  ready = proc_poll(p->fds, n, spin_end, sig);
-  if (ready != 0 || *sig != 0) return ready;
-  return proc_poll(p->fds, n, deadline, sig);
+  return proc_poll_spinning(p->fds, n, par_now_ns() + PROC_SPIN_NS, deadline, sig);
 }
 
 void pool_wait_until(lua_State *L, Pool *p, int64_t deadline, PoolEvent *ev) {

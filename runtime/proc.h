@@ -27,6 +27,9 @@ void proc_exit(int status) __attribute__((noreturn));
 /* True in every process par forked (a worker, a spawned process, their children). */
 int proc_is_forked(void);
 
+/* getpid(), without a system call after the first in each process. */
+pid_t proc_self(void);
+
 /*
 ** The two ends of a channel between a parent and a child it is about to
 ** fork; -1 for an end that is closed.
@@ -108,6 +111,9 @@ int proc_pread_all(int fd, char *buf, size_t len);
 /* Reads up to n bytes, retrying on EINTR; returns like read(). */
 ssize_t proc_read(int fd, void *buf, size_t n);
 
+/* proc_read from a socket that does not wait: -1 with errno EAGAIN when nothing is there. */
+ssize_t proc_recv_now(int fd, void *buf, size_t n);
+
 /* Sends all of iov[0..count) on a socket, never raising SIGPIPE; it may
    advance iov. Returns 0 or -1 with errno set (EPIPE: the peer is gone). */
 int proc_sendv(int fd, struct iovec *iov, int count);
@@ -144,19 +150,22 @@ int64_t par_now_ns(void);
 int proc_poll(struct pollfd *fds, int count, int64_t deadline, int *sig);
 
 /*
+** proc_poll, but looking again until spin_end (see proc_look_again)
+** before it sleeps: for a wait whose answer is likely to come at once.
+*/
+int proc_poll_spinning(struct pollfd *fds, int count, int64_t spin_end, int64_t deadline, int *sig);
+
+/*
 ** Before a wait for a message sleeps: a message due soon often comes
 ** sooner than a sleeping process would wake up, so the receiver looks
 ** again for PROC_SPIN_NS first. Returns 1 (look again) until then, or
-** until 'deadline' (-1: none), yielding the core between looks, so that
-** on a busy machine the sender, or any process, runs instead: a plain
-** spin there made a round trip slower than no spin at all. 'since' is
-** when the receiver first looked.
+** until 'deadline' (-1: none), yielding the core every few looks, so
+** that on a busy machine the sender, or any process, runs instead: a
+** plain spin there made a round trip slower than no spin at all. 'since'
+** is when the receiver first looked.
 */
 #define PROC_SPIN_NS 50000
 int proc_look_again(int64_t since, int64_t deadline);
-
-/* Looks again, as above, until fd is readable or PROC_SPIN_NS have passed. */
-void proc_look_for_input(int fd);
 
 /*
 ** Sleeps until the deadline on the par_now_ns clock. A SIGINT or SIGTERM

@@ -91,7 +91,7 @@ static Queue *check_queue(lua_State *L) {
 */
 static Queue *check_own_queue(lua_State *L) {
   Queue *q = check_queue(L);
-  if (q->pool != NULL && q->pool->owner != getpid())
+  if (q->pool != NULL && q->pool->owner != proc_self())
     luaL_error(L, "par.queue: the queue belongs to process %d", (int)q->pool->owner);
   return q;
 }

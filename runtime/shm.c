@@ -209,7 +209,7 @@ static int process_alive(pid_t pid) {
 
 /* With b->lock held: breaks b if a waiting party other than this one has ended. */
 static void barrier_check_parties(ShmBarrier *b) {
-  pid_t self = getpid();
+  pid_t self = proc_self();
   uint32_t i;
   for (i = 0; i < b->arrived; i++)
     if (b->pids[i] != self && !process_alive(b->pids[i])) {
@@ -271,7 +271,7 @@ int shm_barrier_wait(ShmBarrier *b, int64_t deadline, uint32_t *index, int *sig)
     return ECANCELED;
   }
   w.phase = b->phase;
-  b->pids[b->arrived] = getpid();
+  b->pids[b->arrived] = proc_self();
   *index = ++b->arrived;
   if (b->arrived == b->parties) {
     b->arrived = 0;

@@ -88,7 +88,7 @@ static Process *check_process(lua_State *L) {
 /* A forked copy of the handle sees a process it did not start: hands off. */
 static Process *check_own_process(lua_State *L) {
   Process *p = check_process(L);
-  if (p->owner != getpid())
+  if (p->owner != proc_self())
     luaL_error(L, "par.spawn: process %d belongs to process %d", (int)p->pid, (int)p->owner);
   return p;
 }
@@ -249,7 +249,7 @@ static int push_exitcode(lua_State *L) {
 /* __gc and __close: a process still running is killed, then reaped. */
 static int process_release(lua_State *L) {
   Process *p = check_process(L);
-  if (p->owner == getpid() && p->pid > 0) {
+  if (p->owner == proc_self() && p->pid > 0) {
     if (!p->reaped) proc_kill(p->pid);
     settle(p);
   }
@@ -283,7 +283,7 @@ static const luaL_Reg process_methods[] = {
 static Process *new_process(lua_State *L) {
   Process *p = lua_newuserdatauv(L, sizeof *p, 1);
   memset(p, 0, sizeof *p);
-  p->owner = getpid();
+  p->owner = proc_self();
   p->fd = -1;
   if (luaL_newmetatable(L, PROCESS_METATABLE)) {
     luaL_newlib(L, process_methods);

@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -247,6 +248,16 @@ static void finish_work(int res) {
   proc_exit(0);
 }
 
+/*
+** The next job is often on its way: before the worker sleeps, it tries to
+** read it for a while (proc_look_again). A read that finds it is one
+** system call; a look, then the read, was two.
+*/
+static void look_for_job(FrameReader *in, int cmd) {
+  int64_t since = par_now_ns();
+  while (reader_fill_now(in, cmd) < 0 && errno == EAGAIN && proc_look_again(since, -1)) continue;
+}
+
 void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task) {
   const WorkerTask *t = task;
   FrameReader in = {{NULL, 0, 0}, 0};
@@ -268,7 +279,7 @@ void worker_main(lua_State *L, int cmd, int res, Progress *progress, void *task)
     int got = reader_take(&in, &type, &payload, &len, err, sizeof err);
     if (got == 0 || unsent.len >= UNSENT_MAX) send_outcomes(res);
     if (got == 0) {
-      proc_look_for_input(cmd); /* the next job is often on its way */
+      look_for_job(&in, cmd);
       got = reader_next(&in, cmd, &type, &payload, &len, err, sizeof err);
     }
     if (got <= 0) proc_exit(got == 0 ? 0 : 1); /* the parent closed: no more work */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <signal.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -185,6 +186,39 @@ static const char *sigint_ignored_by_program =
   "  return mask & 2 ~= 0 and 'yes' or 'no'\n"
   "end, {1})[1]";
 
+/*
+** A child the application forks itself, not par, runs par in the state it
+** inherits: par.pid() and the worker pool it starts must be its own, not
+** the parent's (par keeps its pid and must learn of every fork).
+*/
+static void check_own_fork(lua_State *L) {
+  char out[256];
+  int to_parent[2], status;
+  ssize_t got;
+  pid_t child;
+  run(L, "return par.pid()", out, sizeof out); /* the parent's pid, asked before the fork */
+  if (pipe(to_parent) != 0 || (child = fork()) < 0) {
+    check(0, "fork a child of the application", "pipe or fork failed");
+    return;
+  }
+  if (child == 0) {
+    char mine[64];
+    close(to_parent[0]);
+    run(L, "return par.pid() .. ' ' .. table.concat(par.map(function(x) return x + 1 end, {1, 2}), ',')",
+        out, sizeof out);
+    snprintf(mine, sizeof mine, "%d 2,3", (int)getpid());
+    got = write(to_parent[1], strcmp(out, mine) == 0 ? "own" : out, strcmp(out, mine) == 0 ? 3 : strlen(out));
+    _exit(got > 0 ? 0 : 1);
+  }
+  close(to_parent[1]);
+  got = read(to_parent[0], out, sizeof out - 1);
+  out[got > 0 ? got : 0] = '\0';
+  close(to_parent[0]);
+  waitpid(child, &status, 0);
+  check(strcmp(out, "own") == 0,
+        "in a child the application forks, par.pid() is the child's and par.map works", out);
+}
+
 int main(void) {
   char out[2048];
   lua_State *L = new_state();
@@ -193,6 +227,7 @@ int main(void) {
 
   ran = run(L, square_map, out, sizeof out);
   check(ran && strcmp(out, "right") == 0, "par.map works from an embedded state", out);
+  check_own_fork(L);
 
   if (pthread_create(&thread, NULL, waiter, NULL) != 0) {
     check(0, "start a second thread", "pthread_create failed");
