@@ -165,10 +165,10 @@ end
 
 -- The descriptions an item carries: for its first sends, as each worker
 -- is likely to need them, and after a worker said it lacks one.
-local function descriptions(self, item)
+local function descriptions(self, fns, needs)
   local descs
-  for _, rec in ipairs(item.fns) do
-    if item.needs or rec.sent < self.workers then
+  for _, rec in ipairs(fns) do
+    if needs or rec.sent < self.workers then
       rec.sent = rec.sent + 1
       descs = descs or {}
       descs[rec.id] = rec.desc
@@ -182,16 +182,22 @@ local function range_item(map, lo, n, attempts)
   return {map = map, fns = map.rec.alone, attempts = attempts, lo = lo, n = n}
 end
 
--- What goes to the queue for an item. A range is copied out of its list
--- into one table reused for every range, as the push encodes it at once.
+-- What goes to the queue for n items of list from 'from' on, the first
+-- of them item lo of a map of fn_id. They are copied into one table reused
+-- for every range, as the push encodes it at once.
+local function range_wire(self, list, from, n, fn_id, lo)
+  local wire = self.range_wire
+  table.move(list, from, from + n - 1, 1, wire.a)
+  for j = n + 1, wire.n do wire.a[j] = nil end
+  wire.m, wire.lo, wire.n = fn_id, lo, n
+  return wire
+end
+
+-- What goes to the queue for an item.
 local function wire_of(self, item)
   if not item.map then return item.wire end
-  local map, wire = item.map, self.range_wire
-  local from = item.lo - map.base
-  table.move(map.list, from, from + item.n - 1, 1, wire.a)
-  for j = item.n + 1, wire.n do wire.a[j] = nil end
-  wire.m, wire.lo, wire.n = map.rec.id, item.lo, item.n
-  return wire
+  local map = item.map
+  return range_wire(self, map.list, item.lo - map.base, item.n, map.rec.id, item.lo)
 end
 
 local function backlog_push_front(self, item)
@@ -245,7 +251,7 @@ end
 
 local function send(self, item)
   local wire = wire_of(self, item)
-  wire.d = descriptions(self, item)
+  wire.d = descriptions(self, item.fns, item.needs)
   local id = self.q:push(wire)
   self.inflight[id] = item
   self.running = self.running + 1
@@ -418,26 +424,41 @@ local function calls_done(self, item, outcomes)
   end
 end
 
--- Takes in one outcome from the workers, waiting up to timeout seconds
--- (nil: as long as it takes); returns whether one came.
-function Pool:_pump(timeout)
-  self:_fill()
-  if self.running == 0 then return false end
+-- The queue's next outcome, waiting up to timeout seconds (nil: as long
+-- as it takes). An error, from a dead queue (an interrupt, or init failed)
+-- or from the host's SIGINT hook as the pop returned, with the outcome it
+-- took, fails every unfinished future, stops the workers and is raised.
+local function pop(self, timeout)
   local ok, id, r, err = pcall(self.q.pop, self.q, timeout)
-  if not ok then -- the queue is dead: an interrupt, or init failed
+  if not ok then
     if type(id) == "table" then id.fn = "par.pool" end
     self.dead = id
     fail_all(self, id)
+    getmetatable(self.q).__close(self.q)
     error(id, 0)
   end
-  if id == nil then return false end
-  local item = self.inflight[id]
-  self.inflight[id] = nil
+  return id, r, err
+end
+
+-- What the queue said of a sent item: its outcome, or that it failed whole.
+local function take_outcome(self, item, r, err)
   self.running = self.running - 1
   if err ~= nil then item_failed(self, item, err)
   elseif item.map then range_done(self, item, r)
   else calls_done(self, item, r) end
   self:_fill()
+end
+
+-- Takes in one outcome from the workers, waiting up to timeout seconds
+-- (nil: as long as it takes); returns whether one came.
+function Pool:_pump(timeout)
+  self:_fill()
+  if self.running == 0 then return false end
+  local id, r, err = pop(self, timeout)
+  if id == nil then return false end
+  local item = self.inflight[id]
+  self.inflight[id] = nil
+  take_outcome(self, item, r, err)
   return true
 end
 
@@ -483,15 +504,22 @@ function Pool:submit(fn, ...)
   self.tasks = self.tasks + 1
   local f = new_future(self)
   f.index, f.fn_rec, f.call = self.tasks, rec, {rec.id, args, self.tasks}
-  backlog_push(self, f)
   if self.running < self.limit then
-    local ok, why = pcall(self._fill, self)
+    local ok, why
+    if backlog_count(self) == 0 then
+      ok, why = pcall(send, self, call_item(f, 1)) -- nothing waits: it goes as it is
+    else
+      backlog_push(self, f)
+      ok, why = pcall(self._fill, self)
+    end
     if not ok then
       if type(why) ~= "string" then error(why, 0) end
       self.tasks = self.tasks - 1 -- as if never submitted
       why = why:gsub("^.-bad argument #1 to 'push' %(", "bad argument #2 to 'submit' ("):gsub("item%.u%[1%]%[2%]", "args")
       error(why, 2)
     end
+  else
+    backlog_push(self, f)
   end
   return f
 end
@@ -499,9 +527,10 @@ end
 local map_options = {on_error = true, chunk = true, progress = true, on_progress = true}
 
 -- A progress meter for a map of total items (nil: not known); a bad option
--- is a bad argument #3 to fname, raised at 'level'.
-local function map_meter(opts, total, fname, level)
-  local ok, meter = pcall(new_meter, "par.pool", total, opts)
+-- is a bad argument #3 to fname, raised at 'level'. With or_nil, nil for a
+-- meter that would do nothing.
+local function map_meter(opts, total, fname, level, or_nil)
+  local ok, meter = pcall(new_meter, "par.pool", total, opts, or_nil)
   if not ok then error(("bad argument #3 to '%s' (%s)"):format(fname, meter), level + 1) end
   return meter
 end
@@ -535,12 +564,18 @@ end
 -- A future of fn's results over list, whose item j is item base + j for
 -- errors and seeds. The list waits whole in the backlog; ranges are cut
 -- from it as workers have room (see cut_range).
-local function queue_map(self, rec, list, collect, chunk, base)
-  local n = rawlen(list)
+local function new_map(self, rec, list, n, collect, chunk, base)
   local f = new_future(self)
   local map = {future = f, results = list_of_size(n), collect = collect, parts = 0, base = base, list = list, rec = rec,
                chunk = chunk}
   f.map, f.state = map, "running" -- a map cannot be cancelled
+  return map
+end
+
+local function queue_map(self, rec, list, collect, chunk, base)
+  local n = rawlen(list)
+  local map = new_map(self, rec, list, n, collect, chunk, base)
+  local f = map.future
   if n == 0 then
     settle(f, {n = 3, true, map.results})
     return f
@@ -553,7 +588,9 @@ local function queue_map(self, rec, list, collect, chunk, base)
   return f
 end
 
-local function start_map(self, fn, list, opts, fname)
+-- Checks a map's arguments; returns fn's record, the progress meter (nil
+-- for none), whether errors are collected, and the chunk size.
+local function map_arguments(self, fn, list, opts, fname)
   check_open(self, fname)
   check_function(fn, fname, 1)
   if type(list) ~= "table" then
@@ -563,22 +600,59 @@ local function start_map(self, fn, list, opts, fname)
     error(("bad argument #2 to '%s' (list expected, got a table with keys but no items 1..n)"):format(fname), 3)
   end
   local collect, chunk = read_map_options(opts, fname)
-  local meter = map_meter(opts, rawlen(list), fname, 3)
-  local rec = self:_function(fn, fname, 3)
+  local meter = map_meter(opts, rawlen(list), fname, 3, true)
+  return self:_function(fn, fname, 3), meter, collect, chunk
+end
+
+local function start_map(self, rec, list, meter, collect, chunk)
   local f = queue_map(self, rec, list, collect, chunk, 0)
-  if f:done() then end_meter(meter) else f.map.meter = meter end -- no results come before a wait
+  if f:done() then
+    if meter then end_meter(meter) end
+  else
+    f.map.meter = meter -- no results come before a wait
+  end
   return f
+end
+
+-- Whether a map of n items of fn goes whole to one worker at once: the
+-- pool is idle and the items cost less in all than waking a second worker.
+local function one_item_now(self, rec, n)
+  local cost = rec.item_cost
+  return cost ~= nil and n >= 1 and n <= CHUNK_MAX and n * cost < ONE_RANGE_S
+         and self.running == 0 and backlog_count(self) == 0
+end
+
+-- A map that one_item_now allows, without a future or the backlog: the
+-- common case of a warm pool that maps short lists in a loop. An outcome
+-- other than all the results goes on as any map's would from there.
+local function map_now(self, rec, list, n)
+  local wire = range_wire(self, list, 1, n, rec.id, 1)
+  wire.d = descriptions(self, rec.alone)
+  self.q:push(wire)
+  self.running = self.running + 1
+  local _, r, err = pop(self)
+  if err == nil and r.e == nil then
+    self.running = self.running - 1
+    rec.item_cost = r.ns / 1e9 / n
+    return table.move(r.r, 1, n, 1, list_of_size(n))
+  end
+  local map = new_map(self, rec, list, n, false, nil, 0)
+  map.parts = 1
+  take_outcome(self, range_item(map, 1, n, 1), r, err)
+  return (map.future:result())
 end
 
 function Pool:map_async(fn, list, opts)
-  local f = start_map(self, fn, list, opts, "map_async") -- not a tail call: errors name the caller's line
-  return f
+  local rec, meter, collect, chunk = map_arguments(self, fn, list, opts, "map_async")
+  return start_map(self, rec, list, meter, collect, chunk)
 end
 
 function Pool:map(fn, list, opts)
-  local f = start_map(self, fn, list, opts, "map")
+  local rec, meter, collect, chunk = map_arguments(self, fn, list, opts, "map")
+  if opts == nil and one_item_now(self, rec, rawlen(list)) then return map_now(self, rec, list, rawlen(list)) end
+  local f = start_map(self, rec, list, meter, collect, chunk)
   local results, errs = f:result()
-  if f.map.collect then return results, errs end
+  if collect then return results, errs end
   return results
 end
 

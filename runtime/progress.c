@@ -251,11 +251,30 @@ void progress_end(lua_State *L, ProgressMeter *p) {
   release(L, p);
 }
 
-/* new(fn, total|nil, opts|nil): a bad option raises its bare message, for the caller to word. */
+/* Whether a meter for opts would draw or call back; progress_new checks the callback. */
+static int meter_wanted(lua_State *L, int opts) {
+  int wanted = what_to_show(read_progress_option(L, opts, 0)) != SHOW_NOTHING;
+  if (!wanted && opts != 0) {
+    wanted = lua_getfield(L, opts, "on_progress") != LUA_TNIL;
+    lua_pop(L, 1);
+  }
+  return wanted;
+}
+
+/*
+** new(fn, total|nil, opts|nil [, or_nil]): a bad option raises its bare
+** message, for the caller to word. With or_nil, a meter that would
+** neither draw nor call back is nil, so a short map makes no meter.
+*/
 int progress_lua_new(lua_State *L) {
   const char *fn = luaL_checkstring(L, 1);
   lua_Integer total = luaL_optinteger(L, 2, -1);
-  if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
-  progress_new(L, lua_isnoneornil(L, 3) ? 0 : 3, 0, fn, total, 0);
+  int opts = lua_isnoneornil(L, 3) ? 0 : 3;
+  if (opts != 0) luaL_checktype(L, 3, LUA_TTABLE);
+  if (lua_toboolean(L, 4) && !meter_wanted(L, opts)) {
+    lua_pushnil(L);
+    return 1;
+  }
+  progress_new(L, opts, 0, fn, total, 0);
   return 1;
 }

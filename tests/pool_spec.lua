@@ -462,5 +462,29 @@ describe("par.pool", function()
       ]])
       assert.are.equal("interrupted par.pool 0", out)
     end)
+
+    -- A wait whose answer is due soon spins with SIGINT held, then sleeps
+    -- with it caught: one that comes at any moment of a loop of such waits
+    -- must end the loop, as par's error or, between waits, the host's.
+    for _, work in ipairs({{name = "tiny items", fn = "function(x) return x end"},
+                           {name = "items of a millisecond", fn = "function(x) par.sleep(0.001) return x end"}}) do
+      it("ends a loop of short maps and submits of " .. work.name .. " on SIGINT, at whatever moment", function()
+        local status, out, err = helpers.run_lua([[
+          local par = require "tests.helpers".par
+          local pool = par.pool({workers = 2})
+          local fn = ]] .. work.fn .. [[
+          pool:map(fn, {1, 2})
+          os.execute("(sleep 0.3; kill -INT " .. par.pid() .. ") &")
+          local started = par.now()
+          local ok, e = pcall(function()
+            while par.now() - started < 20 do pool:map(fn, {1, 2}); pool:submit(fn, 3):result() end
+          end)
+          pool:terminate()
+          local said = type(e) == "table" and e.kind or tostring(e)
+          io.write(ok and "not interrupted" or said:match("interrupted") or said, " ", require "tests.helpers".child_count())
+        ]])
+        assert.are.equal("interrupted 0", out, err)
+      end)
+    end
   end)
 end)
