@@ -37,12 +37,61 @@ static size_t mapped_length(size_t size) {
 }
 
 /*
+** Freed big mappings are kept, up to KEPT_BYTES in all, for the next big
+** blocks: a map's results table is one, and a fresh mapping for each map
+** cost the faults and the zeroing of all its pages, 15% of the parent's
+** time in a pool:map of 10^6 items here. glibc's malloc keeps such blocks
+** too, by raising its mmap threshold, which parlua_alloc fixes.
+*/
+#define KEPT_BLOCKS 4
+#define KEPT_BYTES ((size_t)64 << 20)
+
+typedef struct KeptBlock {
+  void *p;
+  size_t length;
+} KeptBlock;
+
+static KeptBlock kept[KEPT_BLOCKS];
+static size_t kept_bytes;
+
+/* The smallest kept mapping of at least 'length' bytes, cut to it; or NULL. */
+static void *take_kept(size_t length) {
+  KeptBlock *best = NULL;
+  void *p;
+  int i;
+  for (i = 0; i < KEPT_BLOCKS; i++)
+    if (kept[i].p != NULL && kept[i].length >= length && (best == NULL || kept[i].length < best->length))
+      best = &kept[i];
+  if (best == NULL) return NULL;
+  p = best->p;
+  if (best->length > length) munmap((char *)p + length, best->length - length);
+  kept_bytes -= best->length;
+  best->p = NULL;
+  return p;
+}
+
+/* Keeps a freed mapping if there is room; returns whether it did. */
+static int keep(void *p, size_t length) {
+  int i;
+  if (length > KEPT_BYTES - kept_bytes) return 0;
+  for (i = 0; i < KEPT_BLOCKS; i++) {
+    if (kept[i].p != NULL) continue;
+    kept[i].p = p;
+    kept[i].length = length;
+    kept_bytes += length;
+    return 1;
+  }
+  return 0;
+}
+
+/*
 ** Only the 2 MiB-aligned stretches of a mapping can be huge pages; recent
 ** kernels align big anonymous mappings, and on others all but the ends are.
 */
 static void *map_big(size_t size) {
-  void *p = mmap(NULL, mapped_length(size), PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void *p = take_kept(mapped_length(size));
+  if (p != NULL) return p;
+  p = mmap(NULL, mapped_length(size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED) return NULL;
   madvise(p, mapped_length(size), MADV_HUGEPAGE); /* a hint: the block works without it */
   return p;
@@ -56,8 +105,8 @@ static void *remap_big(void *ptr, size_t old_size, size_t new_size) {
 }
 
 static void release(void *ptr, size_t size) {
-  if (size >= BIG_BLOCK) munmap(ptr, mapped_length(size));
-  else free(ptr);
+  if (size < BIG_BLOCK) free(ptr);
+  else if (!keep(ptr, mapped_length(size))) munmap(ptr, mapped_length(size));
 }
 
 /* Moves a block between the two kinds of memory. */

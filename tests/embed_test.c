@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <stdio.h>
@@ -166,6 +167,32 @@ static void check_allocator(void) {
         detail[0] ? detail : "contents changed or allocation failed");
 }
 
+/* Whether any of [p, p + n) is mapped (msync fails with ENOMEM on what is not). */
+static int is_mapped(const void *p, size_t n) {
+  return msync((void *)p, n, MS_ASYNC) == 0;
+}
+
+/*
+** A freed big block is kept for the next one (a map's results table is
+** one, each map), but only up to 64 MiB in all: the rest goes back.
+*/
+static void check_kept_blocks(void) {
+  const size_t big = (size_t)8 << 20, huge = (size_t)40 << 20;
+  void *first = parlua_alloc(NULL, NULL, LUA_TTABLE, big), *again, *a, *b;
+  int reused, returned;
+  parlua_alloc(NULL, first, big, 0);
+  again = parlua_alloc(NULL, NULL, LUA_TTABLE, big);
+  reused = first != NULL && again == first;
+  parlua_alloc(NULL, again, big, 0);
+  a = parlua_alloc(NULL, NULL, LUA_TTABLE, huge);
+  b = parlua_alloc(NULL, NULL, LUA_TTABLE, huge);
+  parlua_alloc(NULL, a, huge, 0); /* kept, with the 8 MiB one: 48 MiB */
+  parlua_alloc(NULL, b, huge, 0); /* over 64 MiB: unmapped */
+  returned = a != NULL && b != NULL && is_mapped(a, huge) && !is_mapped(b, 4096);
+  check(reused && returned, "parlua_alloc reuses a freed big block, and keeps no more than 64 MiB of them",
+        !reused ? "a freed 8 MiB block was not reused" : "the kept blocks are not as expected");
+}
+
 static const char *big_values =
   "local r = par.map(function(k) local t = {} for i = 1, 1000000 do t[i] = i * k end"
   "                  return {t, string.rep(tostring(k), 6000000)} end, {1, 2})\n"
@@ -285,6 +312,7 @@ int main(void) {
   lua_close(L);
 
   check_allocator();
+  check_kept_blocks();
   L = luaL_newstate();
   lua_setallocf(L, parlua_alloc, NULL);
   luaL_openlibs(L);
