@@ -3,8 +3,8 @@
 -- functions and par.version, the error metatable, a loader of the other
 -- built-in parts and the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
-local retire, list_of_size = core.retire, core.list_of_size -- par.pool's alone, not public
-core.retire, core.list_of_size = nil, nil
+local retire, list_of_size, slice = core.retire, core.list_of_size, core.slice -- par.pool's alone, not public
+core.retire, core.list_of_size, core.slice = nil, nil, nil
 
 Error.__name = "par.Error"
 Error.__index = Error
@@ -143,7 +143,7 @@ end
 
 par.pipeline = load_part("pipeline")(par, meter_for, check_source)
 local ship = load_part("ship")(par)
-local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire), new_meter, list_of_size) -- par.pool
+local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire), new_meter, list_of_size, slice) -- par.pool
 load_part("wait")(par, futures) -- par.as_completed, par.wait
 
 return par

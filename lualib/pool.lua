@@ -5,7 +5,7 @@
 -- built, by id, so a function is described to a worker once. Work waits
 -- in the parent until a worker has room: until then a future can be
 -- cancelled.
-local par, ship, runner, new_meter, list_of_size = ...
+local par, ship, runner, new_meter, list_of_size, slice = ...
 local MISS = runner.MISS
 local Error = par.Error
 
@@ -183,13 +183,11 @@ local function range_item(map, lo, n, attempts)
 end
 
 -- What goes to the queue for n items of list from 'from' on, the first
--- of them item lo of a map of fn_id. They are copied into one table reused
--- for every range, as the push encodes it at once.
+-- of them item lo of a map of fn_id: a slice of the list, which the push
+-- encodes as the array of those items, in one table reused for every range.
 local function range_wire(self, list, from, n, fn_id, lo)
   local wire = self.range_wire
-  table.move(list, from, from + n - 1, 1, wire.a)
-  for j = n + 1, wire.n do wire.a[j] = nil end
-  wire.m, wire.lo, wire.n = fn_id, lo, n
+  wire.a, wire.m, wire.lo, wire.n = slice(list, from, n), fn_id, lo, n
   return wire
 end
 

@@ -24,6 +24,14 @@ int codec_encode(lua_State *L, int idx, Buffer *b, const char *root,
                  char *err, size_t errsize);
 
 /*
+** Pushes a slice of the list at stack index 'list': its items first ..
+** first + count - 1, which the encoder writes as the array of them, as a
+** table holding them would be written but without making one (par.pool
+** sends each range of a map so). A userdata that holds the list.
+*/
+void codec_push_slice(lua_State *L, int list, lua_Integer first, lua_Integer count);
+
+/*
 ** Decodes the single JSON value in s[0..len) and pushes it. Raises a Lua
 ** error "bad message at byte N: ..." when the text is malformed.
 */

@@ -39,6 +39,12 @@ typedef struct Encoder {
 
 #define PATH_TEXT_MAX 60  /* longer paths end with "..." */
 
+#define SLICE_METATABLE "par.Slice"
+
+typedef struct Slice {
+  lua_Integer first, count;
+} Slice;
+
 static int is_identifier(const char *s, size_t len) {
   size_t i;
   if (len == 0 || (s[0] >= '0' && s[0] <= '9')) return 0;
@@ -253,7 +259,8 @@ static lua_Integer array_length(lua_State *L, int idx) {
 /* Elements an array leaves on the stack before they are popped together. */
 #define POP_BATCH 64
 
-static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
+/* Writes the n items of the table at idx from 'first' on as an array. */
+static int encode_array(Encoder *e, int idx, lua_Integer first, lua_Integer n, PathStep *step) {
   lua_State *L = e->L;
   int base = lua_gettop(L);
   lua_Integer i;
@@ -263,7 +270,7 @@ static int encode_array(Encoder *e, int idx, lua_Integer n, PathStep *step) {
   for (i = 1; i <= n; i++) {
     step->index = i;
     if (i % POP_BATCH == 0) lua_settop(L, base); /* one pop for many elements */
-    if (lua_rawgeti(L, idx, i) == LUA_TNUMBER && lua_isinteger(L, -1)) {
+    if (lua_rawgeti(L, idx, first + i - 1) == LUA_TNUMBER && lua_isinteger(L, -1)) {
       /* the common element of big results, kept short */
       if (reserve(e, JSONTEXT_NUMBER_MAX + 1) != 0) return -1;
       if (i > 1) e->b->data[e->b->len++] = ',';
@@ -327,13 +334,14 @@ static int encode_table_contents(Encoder *e, int idx, PathStep *step) {
   if (written != 0) return written > 0 ? 0 : -1;
   n = array_length(e->L, idx);
   if (n == 0) return put(e, "{}", 2);
-  if (n > 0) return encode_array(e, idx, n, step);
+  if (n > 0) return encode_array(e, idx, 1, n, step);
   lua_pushnil(e->L);
   lua_next(e->L, idx);
   return encode_object(e, idx, step);
 }
 
-static int encode_table(Encoder *e, int idx) {
+/* The table at idx: whole (count < 0), or as the array of its count items from 'first' on. */
+static int encode_table(Encoder *e, int idx, lua_Integer first, lua_Integer count) {
   const void *table = lua_topointer(e->L, idx);
   int i, status;
   for (i = 0; i < e->depth; i++)
@@ -348,8 +356,34 @@ static int encode_table(Encoder *e, int idx) {
     return fail(e, e->depth, "Lua stack overflow");
   e->path[e->depth].table = table;
   e->depth++;
-  status = encode_table_contents(e, idx, &e->path[e->depth - 1]);
+  if (count < 0) status = encode_table_contents(e, idx, &e->path[e->depth - 1]);
+  else status = encode_array(e, idx, first, count, &e->path[e->depth - 1]);
   e->depth--;
+  return status;
+}
+
+void codec_push_slice(lua_State *L, int list, lua_Integer first, lua_Integer count) {
+  Slice *s;
+  list = lua_absindex(L, list);
+  s = lua_newuserdatauv(L, sizeof *s, 1);
+  s->first = first;
+  s->count = count;
+  lua_pushvalue(L, list);
+  lua_setiuservalue(L, -2, 1);
+  if (luaL_newmetatable(L, SLICE_METATABLE)) {
+    lua_pushliteral(L, "a slice of a list");
+    lua_setfield(L, -2, "__metatable"); /* not one of the user's */
+  }
+  lua_setmetatable(L, -2);
+}
+
+static int encode_userdata(Encoder *e, int idx) {
+  const Slice *s = luaL_testudata(e->L, idx, SLICE_METATABLE);
+  int status;
+  if (s == NULL) return fail(e, e->depth, "cannot send a userdata");
+  lua_getiuservalue(e->L, idx, 1);
+  status = encode_table(e, lua_gettop(e->L), s->first, s->count);
+  lua_pop(e->L, 1);
   return status;
 }
 
@@ -368,13 +402,13 @@ static int encode_value(Encoder *e, int idx) {
       s = lua_tolstring(L, idx, &len);
       return encode_string(e, s, len);
     case LUA_TTABLE:
-      return encode_table(e, idx);
+      return encode_table(e, idx, 1, -1);
     case LUA_TFUNCTION:
       return fail(e, e->depth, "cannot send a function");
     case LUA_TTHREAD:
       return fail(e, e->depth, "cannot send a thread");
     default:  /* full and light userdata */
-      return fail(e, e->depth, "cannot send a userdata");
+      return encode_userdata(e, idx);
   }
 }
 

@@ -51,6 +51,13 @@ static int par_now(lua_State *L) {
 /* A table with room for n list items: Lua 5.4 has no table.create, and
 ** par.pool's results, filled range by range in any order, would otherwise
 ** grow by rehashes and spill into the hash part. */
+/* slice(list, first, count): see codec_push_slice. */
+static int par_slice(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  codec_push_slice(L, 1, luaL_checkinteger(L, 2), luaL_checkinteger(L, 3));
+  return 1;
+}
+
 static int par_list_of_size(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0);
@@ -111,8 +118,9 @@ static const luaL_Reg par_functions[] = {
   {"now", par_now},
   {"sleep", par_sleep},
   {"encode", par_encode},
-  {"retire", worker_retire}, /* lualib/par.lua hands these two to the pool alone */
+  {"retire", worker_retire}, /* lualib/par.lua hands these three to the pool alone */
   {"list_of_size", par_list_of_size},
+  {"slice", par_slice},
   {"decode", par_decode},
   {NULL, NULL}
 };

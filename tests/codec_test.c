@@ -103,6 +103,13 @@ static int l_check(lua_State *L) {
   return 0;
 }
 
+/* slice(list, first, count): codec_push_slice, as par.pool sends a map's ranges. */
+static int l_slice(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  codec_push_slice(L, 1, luaL_checkinteger(L, 2), luaL_checkinteger(L, 3));
+  return 1;
+}
+
 static const char *prelude =
   /* exact equality: types, math.type, floats bit for bit (NaN == NaN) */
   "function same(a, b)\n"
@@ -146,6 +153,7 @@ static lua_State *new_state(void) {
   lua_register(L, "encode", l_encode);
   lua_register(L, "decode", l_decode);
   lua_register(L, "decode_into", l_decode_into);
+  lua_register(L, "slice", l_slice);
   lua_register(L, "check", l_check);
   if (luaL_dostring(L, prelude) != LUA_OK) {
     failf("prelude: %s", lua_tostring(L, -1));
@@ -674,6 +682,22 @@ static void test_encode_errors(void) {
     "      and #err < 100, 'a long path is cut: ' .. tostring(err))\n");
 }
 
+/* A slice is written as the array of its items, as a table of them would be. */
+static void test_slices(void) {
+  run_lua(
+    "local list = {10, 20.5, 'x', {y = 1}, true, 60}\n"
+    "expect_text(slice(list, 2, 3), '[20.5,\"x\",{\"y\":1}]')\n"
+    "expect_text({a = slice(list, 5, 2)}, '{\"a\":[true,60]}', 'a slice inside a table')\n"
+    "expect_text(slice(list, 1, 0), '[]', 'an empty slice')\n"
+    "expect_text(slice({1, nil, 3}, 1, 3), '[1,null,3]', 'a hole is null')\n"
+    "check(same(decode(encode(slice(list, 1, 6))), list), 'a whole slice round-trips as its list')\n"
+    "expect_encode_error({a = slice({1, print, 3}, 2, 2)}, 'item',\n"
+    "  'cannot send a function (at item.a[1])')\n"
+    "local loop = {} loop[1] = {a = slice(loop, 1, 1)}\n"
+    "expect_encode_error(loop, 'v', 'cannot send a cycle (at v[1].a)')\n"
+    "check(getmetatable(slice(list, 1, 1)) == 'a slice of a list', 'its metatable is not handed out')\n");
+}
+
 static void test_encode_light_userdata(void) {
   lua_State *L = new_state();
   char text[200];
@@ -1035,6 +1059,7 @@ static const Test tests[] = {
   {"typed keys", test_typed_keys},
   {"encode errors", test_encode_errors},
   {"light userdata", test_encode_light_userdata},
+  {"slices of a list", test_slices},
   {"depth limit", test_depth_limit},
   {"stack and buffer", test_stack_and_buffer},
   {"decode errors", test_decode_errors},
