@@ -3,8 +3,10 @@
 -- functions and par.version, the error metatable, a loader of the other
 -- built-in parts and the progress meter's constructor (runtime/progress.c).
 local core, Error, load_part, new_meter = ...
-local retire, list_of_size, slice = core.retire, core.list_of_size, core.slice -- par.pool's alone, not public
-core.retire, core.list_of_size, core.slice = nil, nil, nil
+local pool_core = {} -- par.pool's alone, not public
+for _, name in ipairs({"retire", "list_of_size", "slice", "push_raw", "take_range"}) do
+  pool_core[name], core[name] = core[name], nil
+end
 
 Error.__name = "par.Error"
 Error.__index = Error
@@ -143,7 +145,7 @@ end
 
 par.pipeline = load_part("pipeline")(par, meter_for, check_source)
 local ship = load_part("ship")(par)
-local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, retire), new_meter, list_of_size, slice) -- par.pool
+local futures = load_part("pool")(par, ship, load_part("runner")(par, ship, pool_core.retire), new_meter, pool_core) -- par.pool
 load_part("wait")(par, futures) -- par.as_completed, par.wait
 
 return par

@@ -5,7 +5,8 @@
 -- built, by id, so a function is described to a worker once. Work waits
 -- in the parent until a worker has room: until then a future can be
 -- cancelled.
-local par, ship, runner, new_meter, list_of_size, slice = ...
+local par, ship, runner, new_meter, core = ...
+local list_of_size, slice, push_raw, take_range = core.list_of_size, core.slice, core.push_raw, core.take_range
 local MISS = runner.MISS
 local Error = par.Error
 
@@ -250,7 +251,7 @@ end
 local function send(self, item)
   local wire = wire_of(self, item)
   wire.d = descriptions(self, item.fns, item.needs)
-  local id = self.q:push(wire)
+  local id = item.map and push_raw(self.q, wire) or self.q:push(wire) -- a range's results stay text: range_done
   self.inflight[id] = item
   self.running = self.running + 1
   if item.futures then
@@ -395,12 +396,14 @@ local function captured_error(capture)
   return capture
 end
 
-local function range_done(self, item, r)
+-- A range's outcome, the text of its results and errors: the results go
+-- straight into the map's list.
+local function range_done(self, item, text)
   local map = item.map
   local succeeded = item.n
   if map.future:done() then return end
+  local r = take_range(text, map.results, item.lo - map.base)
   map.rec.item_cost = r.ns / 1e9 / item.n
-  table.move(r.r, 1, item.n, item.lo - map.base, map.results)
   for j, capture in pairs(r.e or NONE) do
     local one = range_item(map, item.lo + j - 1, 1, item.attempts)
     map.parts = map.parts + 1
@@ -626,17 +629,21 @@ end
 local function map_now(self, rec, list, n)
   local wire = range_wire(self, list, 1, n, rec.id, 1)
   wire.d = descriptions(self, rec.alone)
-  self.q:push(wire)
+  push_raw(self.q, wire)
   self.running = self.running + 1
-  local _, r, err = pop(self)
-  if err == nil and r.e == nil then
-    self.running = self.running - 1
-    rec.item_cost = r.ns / 1e9 / n
-    return table.move(r.r, 1, n, 1, list_of_size(n))
+  local _, text, err = pop(self)
+  if err == nil then
+    local results = list_of_size(n)
+    local r = take_range(text, results, 1)
+    if r.e == nil then
+      self.running = self.running - 1
+      rec.item_cost = r.ns / 1e9 / n
+      return results
+    end
   end
   local map = new_map(self, rec, list, n, false, nil, 0)
   map.parts = 1
-  take_outcome(self, range_item(map, 1, n, 1), r, err)
+  take_outcome(self, range_item(map, 1, n, 1), text, err)
   return (map.future:result())
 end
 

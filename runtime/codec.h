@@ -45,4 +45,13 @@ void codec_decode(lua_State *L, const char *s, size_t len);
 lua_Integer codec_decode_into(lua_State *L, int t, lua_Integer first,
                               const char *s, size_t len);
 
+/*
+** Decodes the JSON text of a list of one object, [{...}], and pushes the
+** object, but for its member 'name', an array: its element k goes to
+** t[first + k - 1], as codec_decode_into's would. Returns their number.
+** par.pool takes in a range's results so, into the map's results list.
+*/
+lua_Integer codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
+                                     const char *s, size_t len);
+
 #endif

@@ -585,6 +585,51 @@ void codec_decode(lua_State *L, const char *s, size_t len) {
   expect_end(&D);
 }
 
+/*
+** The object's members go into the table on top, but the elements of the
+** array member 'name' go into t from 'first' on; returns how many.
+*/
+static lua_Integer decode_members_into(Decoder *D, const char *name, int t, lua_Integer first) {
+  lua_Integer n = 0;
+  int object = lua_gettop(D->L);
+  do {
+    decode_key(D);
+    if (lua_type(D->L, -1) == LUA_TSTRING && strcmp(lua_tostring(D->L, -1), name) == 0 &&
+        D->p < D->end && *D->p == '[') {
+      lua_pop(D->L, 1);
+      enter_container(D);
+      if (D->p < D->end && *D->p == ']') D->p++;
+      else n = decode_elements(D, t, first);
+      D->depth--;
+    } else {
+      decode_value(D);
+      lua_rawset(D->L, object);
+    }
+  } while (next_item(D, '}'));
+  return n;
+}
+
+lua_Integer codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
+                                     const char *s, size_t len) {
+  Decoder D = {L, s, s, s + len, 0};
+  lua_Integer n = 0;
+  t = lua_absindex(L, t);
+  luaL_checkstack(L, 8, "cannot decode a message");
+  skip_space(&D);
+  if (D.p == D.end || *D.p != '[') fail_expected(&D, D.p, "'['");
+  enter_container(&D);
+  skip_space(&D);
+  if (D.p == D.end || *D.p != '{') fail_expected(&D, D.p, "'{'");
+  enter_container(&D);
+  lua_newtable(L);
+  if (D.p < D.end && *D.p == '}') D.p++;
+  else n = decode_members_into(&D, name, t, first);
+  D.depth--;
+  if (next_item(&D, ']')) fail_expected(&D, D.p, "']'"); /* a list of one */
+  expect_end(&D);
+  return n;
+}
+
 lua_Integer codec_decode_into(lua_State *L, int t, lua_Integer first,
                               const char *s, size_t len) {
   Decoder D = {L, s, s, s + len, 0};

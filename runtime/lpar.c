@@ -58,6 +58,19 @@ static int par_slice(lua_State *L) {
   return 1;
 }
 
+/*
+** take_range(text, results, first): the outcome of a range of a par.pool
+** map, as par_queue_push_raw gives it: its results "r" go straight into
+** results from 'first' on; returns the rest of it (errors, time taken).
+*/
+static int par_take_range(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  codec_decode_member_into(L, "r", 2, luaL_checkinteger(L, 3), text, len);
+  return 1;
+}
+
 static int par_list_of_size(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0);
@@ -118,9 +131,11 @@ static const luaL_Reg par_functions[] = {
   {"now", par_now},
   {"sleep", par_sleep},
   {"encode", par_encode},
-  {"retire", worker_retire}, /* lualib/par.lua hands these three to the pool alone */
+  {"retire", worker_retire}, /* lualib/par.lua hands these to the pool alone */
   {"list_of_size", par_list_of_size},
   {"slice", par_slice},
+  {"push_raw", par_queue_push_raw},
+  {"take_range", par_take_range},
   {"decode", par_decode},
   {NULL, NULL}
 };

@@ -6,6 +6,11 @@
 
 int par_map(lua_State *L);     /* map.c */
 int par_queue(lua_State *L);   /* queue.c */
+/*
+** push_raw(q, item): q:push, but the pop gives the item's outcome as the
+** JSON text of a list of it, for take_range (par.pool's alone).
+*/
+int par_queue_push_raw(lua_State *L);
 int par_spawn(lua_State *L);   /* spawn.c */
 int par_channel(lua_State *L); /* channel.c */
 int par_lock(lua_State *L);      /* lsync.c */

@@ -44,6 +44,7 @@ enum {
 /* An item between push and its result. Slots are numbered from 1. */
 typedef struct Slot {
   lua_Integer id; /* 0 when free */
+  int raw;        /* its results stay JSON text (par_queue_push_raw) */
   Buffer frame;   /* FRAME_ITEM: the slot number, the id, then the item's JSON */
 } Slot;
 
@@ -310,7 +311,12 @@ static void on_results(lua_State *L, Queue *q, int k, const char *payload, size_
   id = slot_of(q, s)->id;
   unsend(q, k, s);
   get_uv(L, UV_RESULTS);
-  codec_decode_into(L, lua_gettop(L), id, payload + RESULTS_LIST, len - RESULTS_LIST);
+  if (slot_of(q, s)->raw) {
+    lua_pushlstring(L, payload + RESULTS_LIST, len - RESULTS_LIST);
+    lua_rawseti(L, -2, id);
+  } else {
+    codec_decode_into(L, lua_gettop(L), id, payload + RESULTS_LIST, len - RESULTS_LIST);
+  }
   lua_pop(L, 1);
   lua_pushboolean(L, 1);
   finish(L, q, s);
@@ -439,9 +445,9 @@ static void encode_item(lua_State *L, Queue *q) {
   frame_finish(b, 0);
 }
 
-static int queue_push(lua_State *L) {
+static int push(lua_State *L, int raw) {
   Queue *q = check_own_queue(L);
-  lua_Integer id;
+  lua_Integer id, s;
   luaL_checkany(L, 2);
   lua_settop(L, 2);
   check_failure(L);
@@ -450,10 +456,20 @@ static int queue_push(lua_State *L) {
   encode_item(L, q); /* after the wait, which may reuse scratch's buffer */
   id = ++q->pushed;
   q->running++;
-  ring_push(L, &q->backlog, take_slot(L, q, id));
+  s = take_slot(L, q, id);
+  slot_of(q, s)->raw = raw;
+  ring_push(L, &q->backlog, s);
   if (some_worker_idle(q)) dispatch(q); /* otherwise it goes with others, before a wait */
   lua_pushinteger(L, id);
   return 1;
+}
+
+static int queue_push(lua_State *L) {
+  return push(L, 0);
+}
+
+int par_queue_push_raw(lua_State *L) {
+  return push(L, 1);
 }
 
 /* The id pop can return now, or 0. */

@@ -97,6 +97,19 @@ static int l_decode_into(lua_State *L) {
   return 1;
 }
 
+/* member_into(name, t, first, text) -> the object without its member; checks the stack. */
+static int l_member_into(lua_State *L) {
+  size_t len;
+  const char *s;
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TTABLE);
+  s = luaL_checklstring(L, 4, &len);
+  lua_settop(L, 4);
+  codec_decode_member_into(L, name, 2, luaL_checkinteger(L, 3), s, len);
+  if (lua_gettop(L) != 5) failf("codec_decode_member_into left %d values", lua_gettop(L) - 4);
+  return 1;
+}
+
 /* check(cond, message) records a failure of the current test. */
 static int l_check(lua_State *L) {
   if (!lua_toboolean(L, 1)) failf("%s", luaL_optstring(L, 2, "check failed"));
@@ -154,6 +167,7 @@ static lua_State *new_state(void) {
   lua_register(L, "decode", l_decode);
   lua_register(L, "decode_into", l_decode_into);
   lua_register(L, "slice", l_slice);
+  lua_register(L, "member_into", l_member_into);
   lua_register(L, "check", l_check);
   if (luaL_dostring(L, prelude) != LUA_OK) {
     failf("prelude: %s", lua_tostring(L, -1));
@@ -888,6 +902,22 @@ static void test_decode_mutations(void) {
 /* ------------------------------------------------------------------ */
 /* decode_into */
 
+/* A list of one object whose array member goes into a table: par.pool's ranges. */
+static void test_decode_member_into(void) {
+  run_lua(
+    "local t = {'keep'}\n"
+    "local rest = member_into('r', t, 3, '[{\"ns\":12,\"r\":[1,null,\"x\",{\"y\":[2]}],\"e\":{\"2\":1}}]')\n"
+    "check(same(t, {'keep', nil, 1, nil, 'x', {y = {2}}}), 'elements at first.., t[1] untouched')\n"
+    "check(same(rest, {ns = 12, e = {['2'] = 1}}), 'the other members, without r')\n"
+    "check(same(member_into('r', t, 1, ' [ { } ] '), {}), 'an empty object')\n"
+    "local u = {} check(same(member_into('r', u, 1, '[{\"r\":[]}]'), {}) and next(u) == nil, 'an empty array')\n"
+    "check(same(member_into('r', u, 1, '[{\"r\":7}]'), {r = 7}), 'a member that is no array stays')\n"
+    "for _, bad in ipairs{'', '[]', '{\"r\":[1]}', '[{\"r\":[1]},1]', '[{\"r\":[1]}', '[{\"r\":[1,]}]', '[1]'} do\n"
+    "  local ok, err = pcall(member_into, 'r', {}, 1, bad)\n"
+    "  check(not ok and err:find('bad message at byte', 1, true), 'member_into ' .. bad .. ': ' .. tostring(err))\n"
+    "end\n");
+}
+
 static void test_decode_into(void) {
   run_lua(
     "local t = {}\n"
@@ -1060,6 +1090,7 @@ static const Test tests[] = {
   {"encode errors", test_encode_errors},
   {"light userdata", test_encode_light_userdata},
   {"slices of a list", test_slices},
+  {"a member into a table", test_decode_member_into},
   {"depth limit", test_depth_limit},
   {"stack and buffer", test_stack_and_buffer},
   {"decode errors", test_decode_errors},
