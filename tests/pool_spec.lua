@@ -463,6 +463,17 @@ describe("par.pool", function()
       assert.are.equal("interrupted par.pool 0", out)
     end)
 
+    it("keeps the results of a map that are mostly nil", function()
+      local list = {}
+      for i = 1, 16 do list[i] = i end
+      local function eighths(x) if x % 8 == 0 then return x end end
+      for _ = 1, 2 do -- cold, then warm (straight to one worker)
+        local r = pool:map(eighths, list)
+        assert.are.same({[8] = 8, [16] = 16}, r)
+      end
+      assert.are.same({[8] = 8, [16] = 16}, pool:map_async(eighths, list):result())
+    end)
+
     -- A wait whose answer is due soon spins with SIGINT held, then sleeps
     -- with it caught: one that comes at any moment of a loop of such waits
     -- must end the loop, as par's error or, between waits, the host's.
