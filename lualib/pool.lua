@@ -183,15 +183,6 @@ local function range_item(map, lo, n, attempts)
   return {map = map, fns = map.rec.alone, attempts = attempts, lo = lo, n = n}
 end
 
--- A range's outcome text, its results put into results from 'first' on.
--- Results with more holes than values travel as an object, not an array:
--- take_range leaves those in r.r, moved here.
-local function take_results(text, results, first)
-  local r = take_range(text, results, first)
-  for j, v in pairs(r.r or NONE) do results[first + j - 1] = v end
-  return r
-end
-
 -- What goes to the queue for n items of list from 'from' on, the first
 -- of them item lo of a map of fn_id: a slice of the list, which the push
 -- encodes as the array of those items, in one table reused for every range.
@@ -411,7 +402,7 @@ local function range_done(self, item, text)
   local map = item.map
   local succeeded = item.n
   if map.future:done() then return end
-  local r = take_results(text, map.results, item.lo - map.base)
+  local r = take_range(text, map.results, item.lo - map.base)
   map.rec.item_cost = r.ns / 1e9 / item.n
   for j, capture in pairs(r.e or NONE) do
     local one = range_item(map, item.lo + j - 1, 1, item.attempts)
@@ -643,7 +634,7 @@ local function map_now(self, rec, list, n)
   local _, text, err = pop(self)
   if err == nil then
     local results = list_of_size(n)
-    local r = take_results(text, results, 1)
+    local r = take_range(text, results, 1)
     if r.e == nil then
       self.running = self.running - 1
       rec.item_cost = r.ns / 1e9 / n

@@ -47,11 +47,12 @@ lua_Integer codec_decode_into(lua_State *L, int t, lua_Integer first,
 
 /*
 ** Decodes the JSON text of a list of one object, [{...}], and pushes the
-** object, but for its member 'name', an array: its element k goes to
-** t[first + k - 1], as codec_decode_into's would. Returns their number.
+** object, but for its member 'name', a list: its item k goes to
+** t[first + k - 1], as codec_decode_into's would (a list with more holes
+** than items comes as an object; a member that is no table is dropped).
 ** par.pool takes in a range's results so, into the map's results list.
 */
-lua_Integer codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
-                                     const char *s, size_t len);
+void codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
+                              const char *s, size_t len);
 
 #endif

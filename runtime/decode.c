@@ -586,33 +586,48 @@ void codec_decode(lua_State *L, const char *s, size_t len) {
 }
 
 /*
-** The object's members go into the table on top, but the elements of the
-** array member 'name' go into t from 'first' on; returns how many.
+** Moves the integer keys k of the table on top to t[first + k - 1], and
+** pops it: a list with more holes than values comes as an object.
 */
-static lua_Integer decode_members_into(Decoder *D, const char *name, int t, lua_Integer first) {
-  lua_Integer n = 0;
+static void move_indexed(lua_State *L, int t, lua_Integer first) {
+  int from = lua_gettop(L);
+  lua_pushnil(L);
+  while (lua_next(L, from)) {
+    if (lua_isinteger(L, -2)) lua_rawseti(L, t, first + lua_tointeger(L, -2) - 1);
+    else lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+}
+
+/*
+** The object's members go into the table on top, but the elements of the
+** list member 'name' go into t from 'first' on.
+*/
+static void decode_members_into(Decoder *D, const char *name, int t, lua_Integer first) {
   int object = lua_gettop(D->L);
   do {
     decode_key(D);
-    if (lua_type(D->L, -1) == LUA_TSTRING && strcmp(lua_tostring(D->L, -1), name) == 0 &&
-        D->p < D->end && *D->p == '[') {
+    if (lua_type(D->L, -1) != LUA_TSTRING || strcmp(lua_tostring(D->L, -1), name) != 0) {
+      decode_value(D);
+      lua_rawset(D->L, object);
+    } else if (D->p < D->end && *D->p == '[') {
       lua_pop(D->L, 1);
       enter_container(D);
       if (D->p < D->end && *D->p == ']') D->p++;
-      else n = decode_elements(D, t, first);
+      else decode_elements(D, t, first);
       D->depth--;
     } else {
+      lua_pop(D->L, 1);
       decode_value(D);
-      lua_rawset(D->L, object);
+      if (lua_istable(D->L, -1)) move_indexed(D->L, t, first);
+      else lua_pop(D->L, 1);
     }
   } while (next_item(D, '}'));
-  return n;
 }
 
-lua_Integer codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
-                                     const char *s, size_t len) {
+void codec_decode_member_into(lua_State *L, const char *name, int t, lua_Integer first,
+                              const char *s, size_t len) {
   Decoder D = {L, s, s, s + len, 0};
-  lua_Integer n = 0;
   t = lua_absindex(L, t);
   luaL_checkstack(L, 8, "cannot decode a message");
   skip_space(&D);
@@ -623,11 +638,10 @@ lua_Integer codec_decode_member_into(lua_State *L, const char *name, int t, lua_
   enter_container(&D);
   lua_newtable(L);
   if (D.p < D.end && *D.p == '}') D.p++;
-  else n = decode_members_into(&D, name, t, first);
+  else decode_members_into(&D, name, t, first);
   D.depth--;
   if (next_item(&D, ']')) fail_expected(&D, D.p, "']'"); /* a list of one */
   expect_end(&D);
-  return n;
 }
 
 lua_Integer codec_decode_into(lua_State *L, int t, lua_Integer first,

@@ -48,9 +48,6 @@ static int par_now(lua_State *L) {
   return 1;
 }
 
-/* A table with room for n list items: Lua 5.4 has no table.create, and
-** par.pool's results, filled range by range in any order, would otherwise
-** grow by rehashes and spill into the hash part. */
 /* slice(list, first, count): see codec_push_slice. */
 static int par_slice(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
@@ -71,6 +68,9 @@ static int par_take_range(lua_State *L) {
   return 1;
 }
 
+/* A table with room for n list items: Lua 5.4 has no table.create, and
+** par.pool's results, filled range by range in any order, would otherwise
+** grow by rehashes and spill into the hash part. */
 static int par_list_of_size(lua_State *L) {
   lua_Integer n = luaL_checkinteger(L, 1);
   lua_createtable(L, n > 0 && n < INT_MAX ? (int)n : 0, 0);
